@@ -1,0 +1,8 @@
+"""nnc: neural networks with compiled Cython kernels and a scikit-learn face."""
+from nnc._version import __version__
+from nnc._network import Sequential
+from nnc._gradcheck import check_gradients
+from nnc._io import save, load
+from nnc._config import show_config
+
+__all__ = ["__version__", "Sequential", "check_gradients", "save", "load", "show_config"]

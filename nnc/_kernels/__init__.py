@@ -1,0 +1,1 @@
+"""Compiled kernels. Private: stateless functions over caller-supplied buffers."""

@@ -1,0 +1,306 @@
+"""Sequential: a stack of layers on one flat parameter buffer.
+
+Data: ``params`` and ``grads`` are two flat 1-D arrays of equal length in the network dtype; every
+layer's tensors are views into them, decayed tensors (weights) of all layers first, then biases, so
+L2 is one scaled add over the prefix ``params[:n_decay]``.  Workspaces (layer outputs, input
+gradients, the loss gradient ``_ws_dZ``) are allocated once for the largest batch seen and reused;
+shorter batches use leading rows.  Shape contract: X (n, *input_shape) → logits (n, n_outputs).
+"""
+import numbers
+
+import numpy as np
+
+from nnc.layers._base import Layer
+from nnc.layers._dense import Dense
+from nnc.layers._activations import _Activation, Sigmoid
+from nnc.losses import get_loss
+from nnc._validation import check_input, check_sample_weight, resolve_dtype
+
+# predictions are computed in chunks of this many rows, so predict on big X allocates little
+_PREDICT_CHUNK = 4096
+
+
+def _check_random_state(seed):
+    if seed is None or seed is np.random:
+        return np.random.mtrand._rand
+    if isinstance(seed, numbers.Integral) and not isinstance(seed, bool):
+        return np.random.RandomState(int(seed))
+    if isinstance(seed, np.random.RandomState):
+        return seed
+    raise ValueError(f"random_state must be None, an int or a RandomState, got {seed!r}")
+
+
+class Sequential:
+    """A feed-forward stack of layers trained on flat parameter / gradient buffers.
+
+    Parameters
+    ----------
+    layers : list of nnc.layers.Layer
+    loss : {'mse', 'binary_cross_entropy', 'softmax_cross_entropy', 'poisson'}
+        Applied to the last layer's output (logits for the cross-entropy losses).
+    input_shape : tuple of int or None
+        Shape of one sample.  None: taken from the first X seen.
+    dtype : {'float64', 'float32'}
+    random_state : int, RandomState or None
+        Seeds the weight initialisation (and layers with randomness, e.g. Dropout).
+    """
+
+    def __init__(self, layers, loss="mse", input_shape=None, dtype="float64", random_state=None):
+        if isinstance(layers, Layer):
+            layers = [layers]
+        if not isinstance(layers, (list, tuple)) or len(layers) == 0:
+            raise TypeError("layers must be a non-empty list of nnc.layers.Layer instances")
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Layer):
+                raise TypeError(f"layers[{i}] is a {type(layer).__name__}, not an nnc layer")
+        if len(set(map(id, layers))) != len(layers):
+            raise ValueError("the same layer instance appears twice in layers")
+        self.layers = list(layers)
+        self.loss = loss
+        self._loss = get_loss(loss)
+        self.dtype = resolve_dtype(dtype)
+        self.random_state = random_state
+        self.input_shape = None
+        self.output_shape = None
+        self.params = None
+        self.grads = None
+        self.n_decay = 0
+        self._batch_size = 0
+        if input_shape is not None:
+            self.build(input_shape)
+
+    # ------------------------------------------------------------------ building
+    @property
+    def built(self):
+        return self.params is not None
+
+    def build(self, input_shape):
+        """Build every layer, allocate the flat buffers, bind views and initialise weights."""
+        if isinstance(input_shape, (int, np.integer)):
+            input_shape = (int(input_shape),)
+        try:
+            input_shape = tuple(int(s) for s in input_shape)
+        except TypeError as exc:
+            raise TypeError(f"input_shape must be a tuple of ints, got {input_shape!r}") from exc
+        if len(input_shape) == 0 or any(s < 1 for s in input_shape):
+            raise ValueError(f"input_shape must be a non-empty tuple of positive ints, "
+                             f"got {input_shape}")
+        shape = input_shape
+        for i, layer in enumerate(self.layers):
+            if isinstance(layer, Dense) and layer.init_factor is None:
+                nxt = self.layers[i + 1] if i + 1 < len(self.layers) else None
+                layer._auto_factor = 2.0 if isinstance(nxt, Sigmoid) else 6.0
+            shape = tuple(layer.build(shape, self.dtype))
+        if self._loss.name != "mse" and len(shape) != 1:
+            raise ValueError(f"loss {self._loss.name!r} needs a 1-D output per sample, the last "
+                             f"layer gives {shape}; add Flatten() and Dense(n)")
+        self.input_shape = input_shape
+        self.output_shape = shape
+        self._layout = self._make_layout()
+        total = sum(size for (_, _, _, size, _) in self._layout)
+        self.params = np.zeros(total, dtype=self.dtype)
+        self.grads = np.zeros(total, dtype=self.dtype)
+        self._bind()
+        rng = _check_random_state(self.random_state)
+        for layer in self.layers:
+            layer.init_params(rng)
+        # in-place activations: only on a workspace whose producer does not need it afterwards
+        for i, layer in enumerate(self.layers):
+            prev = self.layers[i - 1] if i > 0 else None
+            layer.inplace = bool(layer.inplace_capable and prev is not None
+                                 and getattr(prev, "output_reusable", False))
+        self._batch_size = 0
+        return self
+
+    def _make_layout(self):
+        """[(layer index, spec index, offset, size, shape)], decayed tensors first."""
+        entries = []
+        for li, layer in enumerate(self.layers):
+            for si, spec in enumerate(layer.param_specs()):
+                entries.append((li, si, spec))
+        ordered = [e for e in entries if e[2].decay] + [e for e in entries if not e[2].decay]
+        layout, off = [], 0
+        self.n_decay = 0
+        for li, si, spec in ordered:
+            size = int(np.prod(spec.shape))
+            layout.append((li, si, off, size, tuple(spec.shape)))
+            off += size
+            if spec.decay:
+                self.n_decay = off
+        return layout
+
+    def _bind(self):
+        per_layer = [[None] * len(layer.param_specs()) for layer in self.layers]
+        per_layer_g = [[None] * len(layer.param_specs()) for layer in self.layers]
+        for li, si, off, size, shape in self._layout:
+            per_layer[li][si] = self.params[off:off + size].reshape(shape)
+            per_layer_g[li][si] = self.grads[off:off + size].reshape(shape)
+        for layer, pv, gv in zip(self.layers, per_layer, per_layer_g):
+            layer.bind(pv, gv)
+
+    def _ensure_batch(self, n):
+        """Allocate workspaces for batches of up to n samples (grow only)."""
+        if n > self._batch_size:
+            for layer in self.layers:
+                layer.allocate(n)
+            self._ws_dZ = np.empty((n,) + self.output_shape, dtype=self.dtype)
+            self._batch_size = n
+
+    def _check_built(self, X=None):
+        if not self.built:
+            if X is None:
+                raise ValueError("network is not built: give input_shape or call forward first")
+            arr = np.asarray(X) if not hasattr(X, "shape") else X
+            if getattr(arr, "ndim", 0) < 2:
+                raise ValueError(f"Expected 2D array, got {getattr(arr, 'ndim', 0)}D array instead")
+            self.build(tuple(arr.shape[1:]))
+
+    # ------------------------------------------------------------------ validation
+    def _check_X(self, X):
+        self._check_built(X)
+        return check_input(X, self.dtype, self.input_shape)
+
+    def _check_y(self, y, n):
+        y = self._loss.check_targets(y, self.output_shape[0] if self.output_shape else 1,
+                                     self.dtype)
+        if y.shape[0] != n:
+            raise ValueError(f"Found input variables with inconsistent numbers of samples: "
+                             f"[{n}, {y.shape[0]}]")
+        return y
+
+    # ------------------------------------------------------------------ computation
+    def _forward(self, X, training):
+        """Forward pass on validated X (n <= allocated batch); returns a workspace view."""
+        out = X
+        for layer in self.layers:
+            out = layer.forward(out, training)
+        return out
+
+    def _backward(self, dZ):
+        """Backward pass from d(logits); fills self.grads (overwritten, not accumulated)."""
+        d = dZ
+        last = len(self.layers) - 1
+        for i in range(last, -1, -1):
+            d = self.layers[i].backward(d, i > 0)
+
+    def _batch_loss_gradient(self, Xb, yb, swb, training=True):
+        """Forward, fused loss + d(logits), backward for one validated batch; returns the loss."""
+        n = Xb.shape[0]
+        Z = self._forward(Xb, training)
+        dZ = self._ws_dZ[:n]
+        loss = self._loss.loss_gradient(Z, yb, swb, dZ)
+        self._backward(dZ)
+        return loss
+
+    def forward(self, X, training=False):
+        """Output of the last layer (logits for the cross-entropy losses), shape (n, *output_shape).
+
+        Returns a new array (computed in chunks, so memory stays bounded for any n)."""
+        X = self._check_X(X)
+        n = X.shape[0]
+        out = np.empty((n,) + self.output_shape, dtype=self.dtype)
+        chunk = max(self._batch_size, min(n, _PREDICT_CHUNK))
+        self._ensure_batch(chunk)
+        for start in range(0, n, chunk):
+            stop = min(n, start + chunk)
+            out[start:stop] = self._forward(X[start:stop], training)
+        return out
+
+    def predict(self, X):
+        """Link-transformed outputs: probabilities for CE losses, exp for poisson, else identity."""
+        out = self.forward(X)
+        self._loss.link(out)
+        return out
+
+    def loss_and_gradients(self, X, y, sample_weight=None):
+        """Mean (sample-weighted) loss on (X, y) and the gradients, one list per layer with weights.
+
+        The flat ``self.grads`` holds the same numbers; L2 is not included (optimizers fuse it)."""
+        X = self._check_X(X)
+        y = self._check_y(y, X.shape[0])
+        sw = check_sample_weight(sample_weight, X.shape[0], self.dtype)
+        self._ensure_batch(X.shape[0])
+        loss = self._batch_loss_gradient(X, y, sw)
+        return float(loss), [[g.copy() for g in layer.grads] for layer in self.layers
+                             if layer.param_specs()]
+
+    def l2_penalty(self):
+        """0.5 * sum of squared decayed weights (sklearn adds alpha * this / n to the loss)."""
+        w = self.params[:self.n_decay]
+        return 0.5 * float(np.dot(w, w))
+
+    def train_epoch(self, X, y, optimizer, batch_size=32, sample_weight=None, indices=None,
+                    loss_scale=1.0):
+        """One pass of mini-batch training on validated arrays; returns the epoch loss.
+
+        X, y: already validated by ``_check_X`` / ``_check_y``.  ``indices``: the visiting order
+        (a permutation when shuffling; None = 0..n-1).  The epoch loss is scikit-learn's: the mean
+        over batches of (loss_scale * batch loss + alpha * l2 / batch weight), weighted by batch
+        size (``loss_scale`` = 1/n_outputs reproduces MLPRegressor's reported loss).  Raises
+        FloatingPointError (weights of the failing batch are not applied) when a loss is not finite.
+        """
+        from nnc._trainer import run_epoch
+        return run_epoch(self, X, y, optimizer, batch_size, sample_weight, indices, loss_scale)
+
+    # ------------------------------------------------------------------ weights
+    def get_weights(self):
+        """One list per layer that has weights, each a list of array copies."""
+        self._check_built()
+        return [layer.get_weights() for layer in self.layers if layer.param_specs()]
+
+    def set_weights(self, weights):
+        """Inverse of get_weights (shapes are checked before anything is copied)."""
+        self._check_built()
+        owners = [layer for layer in self.layers if layer.param_specs()]
+        weights = list(weights)
+        if len(weights) != len(owners):
+            raise ValueError(f"expected weights for {len(owners)} layers, got {len(weights)}")
+        backup = self.params.copy()
+        try:
+            for layer, w in zip(owners, weights):
+                layer.set_weights(w)
+        except Exception:
+            self.params[...] = backup
+            raise
+
+    @property
+    def n_params(self):
+        return 0 if self.params is None else self.params.size
+
+    def summary(self):
+        """A printable table: layer, output shape, number of parameters."""
+        self._check_built()
+        lines = [f"{'layer':<28}{'output shape':<20}{'params':>10}"]
+        for layer in self.layers:
+            n = sum(int(np.prod(s.shape)) for s in layer.param_specs())
+            lines.append(f"{type(layer).__name__:<28}{str(layer.output_shape):<20}{n:>10}")
+        lines.append(f"total parameters: {self.n_params}  (dtype {self.dtype.name})")
+        return "\n".join(lines)
+
+    def __repr__(self):
+        inner = ", ".join(repr(layer) for layer in self.layers)
+        return f"Sequential([{inner}], loss={self.loss!r}, dtype={self.dtype.name!r})"
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path):
+        """Save to a safe model file (npz + JSON specs, no pickle); read back with nnc.load(path)."""
+        from nnc._io import save
+        save(self, path)
+        return self
+
+    # ------------------------------------------------------------------ pickling
+    def __getstate__(self):
+        state = {k: v for k, v in self.__dict__.items() if not k.startswith("_ws")}
+        state["grads"] = None
+        state["_batch_size"] = 0
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        if self.params is not None:
+            self.grads = np.zeros_like(self.params)
+            self._bind()
+
+    def __deepcopy__(self, memo):
+        import pickle
+        return pickle.loads(pickle.dumps(self))

@@ -1,0 +1,89 @@
+"""The mini-batch epoch loop.
+
+Generic path: Python drives the batches (one gather into preallocated buffers, forward, fused loss,
+backward, one fused optimizer step per batch); fine when a batch costs far more than the ~20 µs of
+Python around it (conv and recurrent nets).  Dense-only networks take the compiled path in
+nnc._kernels._mlp, which runs the whole epoch without the GIL.
+"""
+import numpy as np
+
+
+def _gather_buffers(net, X, y, sample_weight, batch_size):
+    key = (batch_size, X.shape[1:], y.shape[1:], y.dtype, sample_weight is not None)
+    bufs = getattr(net, "_ws_gather", None)
+    if bufs is None or bufs[0] != key:
+        bufs = (key,
+                np.empty((batch_size,) + X.shape[1:], dtype=X.dtype),
+                np.empty((batch_size,) + y.shape[1:], dtype=y.dtype),
+                None if sample_weight is None else np.empty(batch_size, dtype=X.dtype))
+        net._ws_gather = bufs
+    return bufs[1:]
+
+
+def run_epoch(net, X, y, optimizer, batch_size, sample_weight=None, indices=None, loss_scale=1.0):
+    n = X.shape[0]
+    batch_size = int(max(1, min(batch_size, n)))
+    net._ensure_batch(batch_size)
+    # one copy per epoch: if a batch blows up, the weights go back to the last finite state
+    snapshot = net.params.copy()
+    try:
+        fast = _fast_path(net, optimizer)
+        if fast is not None:
+            return fast(net, X, y, optimizer, batch_size, sample_weight, indices, loss_scale)
+        return _python_epoch(net, X, y, optimizer, batch_size, sample_weight, indices,
+                             loss_scale)
+    except FloatingPointError:
+        if not np.isfinite(net.params).all():
+            net.params[...] = snapshot
+        raise
+
+
+def _python_epoch(net, X, y, optimizer, batch_size, sample_weight, indices, loss_scale):
+    n = X.shape[0]
+    alpha = float(getattr(optimizer, "alpha", 0.0))
+    Xg, yg, swg = _gather_buffers(net, X, y, sample_weight, batch_size)
+    total = 0.0
+    for start in range(0, n, batch_size):
+        stop = min(n, start + batch_size)
+        m = stop - start
+        if indices is None:
+            Xb, yb = X[start:stop], y[start:stop]
+            swb = None if sample_weight is None else sample_weight[start:stop]
+        else:
+            idx = indices[start:stop]
+            Xb, yb = Xg[:m], yg[:m]
+            np.take(X, idx, axis=0, out=Xb)
+            np.take(y, idx, axis=0, out=yb)
+            swb = None
+            if sample_weight is not None:
+                swb = swg[:m]
+                np.take(sample_weight, idx, axis=0, out=swb)
+        sw_sum = float(m) if swb is None else float(swb.sum())
+        loss = loss_scale * net._batch_loss_gradient(Xb, yb, swb)
+        if alpha:
+            loss += alpha * net.l2_penalty() / sw_sum
+        if not np.isfinite(loss):
+            raise FloatingPointError(
+                f"the training loss became {loss} (batch starting at sample {start}); the "
+                "weights are those before this batch. Lower the learning rate, scale the inputs "
+                "or set clip_grad_norm.")
+        clip = getattr(net, "clip_grad_norm", None)
+        if clip:
+            _clip(net.grads, clip)
+        optimizer.step(net.params, net.grads, n_decay=net.n_decay, n_samples=sw_sum)
+        total += loss * m
+    return total / n
+
+
+def _clip(grads, max_norm):
+    from nnc._kernels import _optim
+    _optim.clip_grad_norm(grads, max_norm)
+
+
+def _fast_path(net, optimizer):
+    """The compiled whole-epoch loop when the network and optimizer support it, else None."""
+    try:
+        from nnc import _mlp_fast
+    except ImportError:
+        return None
+    return _mlp_fast.select(net, optimizer)

@@ -1,0 +1,115 @@
+"""Input validation shared by Sequential and the estimators.
+
+Everything is checked here, in Python, before any compiled kernel sees a pointer: dtype, ndim,
+emptiness, finiteness, and shapes.  Arrays leave as C-contiguous arrays of the working dtype.
+"""
+import numbers
+
+import numpy as np
+
+try:  # scipy is a runtime dependency; sparse input is densified (sklearn's MLP accepts it too)
+    import scipy.sparse as _sp
+except ImportError:  # pragma: no cover
+    _sp = None
+
+
+def resolve_dtype(dtype):
+    """'float32'/'float64'/np dtype → np.dtype, anything else → TypeError/ValueError."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError as exc:
+        raise TypeError(f"dtype must be 'float32' or 'float64', got {dtype!r}") from exc
+    if dt not in (np.float32, np.float64):
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    return dt
+
+
+def _to_numeric_array(X, name):
+    if _sp is not None and _sp.issparse(X):
+        X = X.toarray()
+    if hasattr(X, "__array__") or isinstance(X, (list, tuple)):
+        try:
+            arr = np.asarray(X)
+        except Exception as exc:  # ragged lists etc.
+            raise ValueError(f"{name} could not be converted to a numeric array: {exc}") from exc
+    elif isinstance(X, numbers.Number):
+        arr = np.asarray(X)
+    else:
+        raise TypeError(f"{name} must be array-like, got {type(X).__name__}")
+    if np.iscomplexobj(arr):
+        raise ValueError(f"Complex data not supported: {name} has dtype {arr.dtype}")
+    if arr.dtype.kind == "O":
+        try:
+            arr = arr.astype(np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{name} contains non-numeric values: {exc}") from exc
+    if arr.dtype.kind not in "biuf":
+        raise ValueError(f"{name} must be numeric, got dtype {arr.dtype} "
+                         f"(could not convert string to float)")
+    return arr
+
+
+def check_input(X, dtype, sample_shape=None, name="X", allow_2d_flat=True, min_samples=1):
+    """Validate X and return a C-contiguous array of `dtype` with shape (n, *sample_shape).
+
+    sample_shape None: any X with ndim >= 2.  A 2-D X with prod(sample_shape) columns is reshaped
+    when `allow_2d_flat` (so estimators work in pipelines)."""
+    arr = _to_numeric_array(X, name)
+    if arr.ndim == 0:
+        raise ValueError(f"Expected 2D array, got scalar array instead: {name}={arr!r}")
+    if arr.ndim == 1:
+        raise ValueError(f"Expected 2D array, got 1D array instead: {name} has shape {arr.shape}. "
+                         "Reshape your data either using array.reshape(-1, 1) if your data has a "
+                         "single feature or array.reshape(1, -1) if it contains a single sample.")
+    n = arr.shape[0]
+    if n < min_samples:
+        raise ValueError(f"Found array with {n} sample(s) (shape={arr.shape}) while a minimum of "
+                         f"{min_samples} is required.")
+    if arr.ndim == 2 and arr.shape[1] == 0:
+        raise ValueError(f"Found array with 0 feature(s) (shape={arr.shape}) while a minimum of 1 "
+                         "is required.")
+    if sample_shape is not None:
+        sample_shape = tuple(int(s) for s in sample_shape)
+        if tuple(arr.shape[1:]) != sample_shape:
+            size = int(np.prod(sample_shape))
+            if allow_2d_flat and arr.ndim == 2 and arr.shape[1] == size:
+                arr = arr.reshape((n,) + sample_shape)
+            elif arr.ndim == 2 and len(sample_shape) == 1:
+                raise ValueError(f"{name} has {arr.shape[1]} features, but this model is expecting "
+                                 f"{sample_shape[0]} features as input.")
+            else:
+                raise ValueError(f"{name} has sample shape {tuple(arr.shape[1:])}, but this model "
+                                 f"expects {sample_shape} (or a 2-D array with {size} columns).")
+    out = np.ascontiguousarray(arr, dtype=dtype)
+    if out.dtype.kind == "f" and not np.isfinite(out).all():
+        kind = "NaN" if np.isnan(out).any() else "infinity"
+        raise ValueError(f"Input {name} contains {kind} or a value too large for {out.dtype}.")
+    return out
+
+
+def check_sample_weight(sample_weight, n_samples, dtype):
+    """None → None; else a finite non-negative C-contiguous (n,) array of dtype with a positive sum."""
+    if sample_weight is None:
+        return None
+    if isinstance(sample_weight, numbers.Number):
+        sw = np.full(n_samples, float(sample_weight), dtype=dtype)
+    else:
+        sw = _to_numeric_array(sample_weight, "sample_weight")
+        if sw.ndim != 1:
+            raise ValueError(f"sample_weight must be 1D, got shape {sw.shape}")
+        if sw.shape[0] != n_samples:
+            raise ValueError(f"sample_weight.shape == {sw.shape}, expected ({n_samples},)!")
+        sw = np.ascontiguousarray(sw, dtype=dtype)
+    if not np.isfinite(sw).all():
+        raise ValueError("Input sample_weight contains NaN or infinity.")
+    if (sw < 0).any():
+        raise ValueError("Negative values in data passed to sample_weight")
+    if sw.sum() <= 0:
+        raise ValueError("sample_weight must have a positive sum")
+    return sw
+
+
+def check_consistent_length(X, y):
+    if len(X) != len(y):
+        raise ValueError(f"Found input variables with inconsistent numbers of samples: "
+                         f"[{len(X)}, {len(y)}]")
