@@ -43,7 +43,9 @@ if sys.platform == "win32":
     opt = ["/Od"] if DEBUG else ["/O2"]
 else:
     # the bounds-checked build stays optimised so the whole suite still runs in minutes
-    opt = ["-O1", "-g0"] if DEBUG else ["-O3", "-g0"]
+    # -fno-math-errno lets sqrt vectorise: Adam/RMSprop/AdaGrad steps 2-3.5x faster (helper-1,
+    # 1e4 elements); nothing in nnc reads errno.
+    opt = (["-O1", "-g0"] if DEBUG else ["-O3", "-g0"]) + ["-fno-math-errno"]
 
 directives = {
     "language_level": 3,

@@ -16,6 +16,11 @@ from nnc.layers._activations import _Activation, Sigmoid
 from nnc.losses import get_loss
 from nnc._validation import check_input, check_sample_weight, resolve_dtype
 
+try:  # compiled forward pass of dense-only networks (nnc/_mlp_fast.py)
+    from nnc import _mlp_fast
+except ImportError:  # pragma: no cover - kernels not built
+    _mlp_fast = None
+
 # predictions are computed in chunks of this many rows, so predict on big X allocates little
 _PREDICT_CHUNK = 4096
 
@@ -161,8 +166,7 @@ class Sequential:
         return check_input(X, self.dtype, self.input_shape)
 
     def _check_y(self, y, n):
-        y = self._loss.check_targets(y, self.output_shape[0] if self.output_shape else 1,
-                                     self.dtype)
+        y = self._loss.check_targets(y, self.output_shape, self.dtype)
         if y.shape[0] != n:
             raise ValueError(f"Found input variables with inconsistent numbers of samples: "
                              f"[{n}, {y.shape[0]}]")
@@ -199,6 +203,9 @@ class Sequential:
         X = self._check_X(X)
         n = X.shape[0]
         out = np.empty((n,) + self.output_shape, dtype=self.dtype)
+        fast = None if training or _mlp_fast is None else _mlp_fast.forward_fn(self)
+        if fast is not None:  # dense-only networks: the whole pass in one compiled call
+            return fast(X, out)
         chunk = max(self._batch_size, min(n, _PREDICT_CHUNK))
         self._ensure_batch(chunk)
         for start in range(0, n, chunk):
