@@ -4,5 +4,8 @@ from nnc._network import Sequential
 from nnc._gradcheck import check_gradients
 from nnc._io import save, load
 from nnc._config import show_config
+from nnc._estimators import (MLPClassifier, MLPRegressor, NeuralNetClassifier,
+                             NeuralNetRegressor)
 
-__all__ = ["__version__", "Sequential", "check_gradients", "save", "load", "show_config"]
+__all__ = ["__version__", "Sequential", "check_gradients", "save", "load", "show_config",
+           "MLPClassifier", "MLPRegressor", "NeuralNetClassifier", "NeuralNetRegressor"]

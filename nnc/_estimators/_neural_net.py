@@ -1,0 +1,244 @@
+"""NeuralNetClassifier and NeuralNetRegressor: any nnc layer stack behind a scikit-learn face.
+
+``layers`` is the hidden body (a list of nnc.layers instances, never mutated: every fit builds
+fresh copies with ``type(layer).from_config(layer.get_config())``, kept as ``layers_``); the
+estimator appends the output head, a Dense sized from y, whose link (softmax / sigmoid /
+identity / exp) is handled by the loss.  Fit, early stopping, warm start, partial_fit and the
+stopping rule are the MLPs' (``_base.py``).
+"""
+
+
+from nnc._compat import ClassifierMixin, RegressorMixin
+from nnc._estimators._base import (BaseNeuralNet, _ClassifierNN, _RegressorNN, _check_interval,
+                                   _check_options, _is_int, _param_error)
+from nnc.layers._base import Layer
+from nnc.layers._dense import Dense
+from nnc.layers._activations import ReLU
+from nnc.optimizers import Optimizer, get_optimizer
+
+_OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam")
+
+
+class _BaseNeuralNet(BaseNeuralNet):
+    """Hyper-parameters and layers of the NeuralNet estimators."""
+
+    _warn_max_iter = False
+
+    def _check_params(self):
+        self._body()
+        self._input_shape_param()
+        opt = self.optimizer
+        if not isinstance(opt, Optimizer):
+            _check_options(self, "optimizer", set(_OPTIMIZERS))
+        _check_interval(self, "learning_rate", float, 0, None, "neither")
+        _check_interval(self, "batch_size", int, 1, None, "left")
+        _check_interval(self, "max_epochs", int, 1, None, "left")
+        if self.clip_grad_norm is not None:
+            _check_interval(self, "clip_grad_norm", float, 0, None, "neither")
+        self._check_common_params()
+        self._dtype_param()
+        self._check_loss_param()
+
+    def _body(self):
+        """Validated hidden layers (the user's objects; copied in _make_layers)."""
+        layers = self.layers
+        if layers is None:
+            return [Dense(100), ReLU()]
+        if isinstance(layers, Layer):
+            layers = [layers]
+        if not isinstance(layers, (list, tuple)):
+            _param_error(self, "layers", "None or a list of nnc.layers instances", layers,
+                         TypeError)
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Layer):
+                raise TypeError(f"layers[{i}] is a {type(layer).__name__}, not an nnc layer")
+        return list(layers)
+
+    def _input_shape_param(self):
+        shape = self.input_shape
+        if shape is None:
+            return None
+        if _is_int(shape):
+            shape = (shape,)
+        if not isinstance(shape, (tuple, list)) or not shape or not all(_is_int(s) for s in shape):
+            _param_error(self, "input_shape", "None, an int or a tuple of ints", shape, TypeError)
+        if any(s < 1 for s in shape):
+            _param_error(self, "input_shape", "a tuple of positive ints", shape)
+        return tuple(int(s) for s in shape)
+
+    def _accepts_nd_input(self):
+        return True
+
+    def _max_iter(self):
+        return self.max_epochs
+
+    def _solver(self):
+        return "stochastic"
+
+    def _batch_size(self, n):
+        return int(min(self.batch_size, n))
+
+    def _lr_schedule(self):
+        return "constant", float(self.learning_rate), 0.0
+
+    def _clip_grad_norm(self):
+        return None if self.clip_grad_norm is None else float(self.clip_grad_norm)
+
+    def _partial_fit_available(self):
+        return True
+
+    def _make_layers(self, n_outputs):
+        body = [type(layer).from_config(layer.get_config()) for layer in self._body()]
+        return body + [Dense(int(n_outputs))]
+
+    def _make_optimizer(self):
+        opt = self.optimizer
+        if isinstance(opt, Optimizer):
+            # a fresh copy: the user's instance (and its state) is never touched
+            opt = type(opt)(**opt.get_config())
+            if self.alpha:
+                opt.alpha = float(self.alpha)
+            return opt
+        return get_optimizer(opt, learning_rate=float(self.learning_rate),
+                             alpha=float(self.alpha))
+
+    def _report_epoch(self, n_iter, loss, val_score, elapsed):
+        if self.verbose:
+            line = f"Epoch {n_iter}/{self.max_epochs}, loss = {loss:.8f}"
+            if val_score is not None:
+                line += f", validation score = {val_score:.6f}"
+            print(line + f", {elapsed:.2f}s")
+
+
+_PARAMS_DOC = """
+    Parameters
+    ----------
+    layers : list of nnc.layers.Layer or None, default=None
+        The hidden body; the output Dense is appended.  None: [Dense(100), ReLU()].  The list
+        is never modified: each fit trains fresh copies (``layers_``).
+    input_shape : tuple of int or None, default=None
+        Shape of one sample.  A 2-D X with prod(input_shape) columns is reshaped (pipelines).
+        None: X.shape[1:].
+    optimizer : {'sgd', 'momentum', 'nesterov', 'adagrad', 'rmsprop', 'adam'} or an
+        nnc.optimizers.Optimizer, default='adam'
+        An instance is copied (its own learning rate is used; ``alpha`` > 0 overrides its L2).
+    learning_rate : float, default=1e-3
+    batch_size : int, default=64
+    max_epochs : int, default=10
+    alpha : float, default=0.0
+        L2 penalty on the weights (not the biases).
+    shuffle : bool, default=True
+    random_state : int, RandomState or None, default=None
+    early_stopping : bool, default=False
+        Hold out validation_fraction of the data, stop when the validation score has not
+        improved by tol for n_iter_no_change epochs, and restore the best weights.
+    validation_fraction : float, default=0.1
+    n_iter_no_change : int, default=10
+    tol : float, default=1e-4
+        Without early stopping: stop when the training loss has not improved by tol for
+        n_iter_no_change epochs.
+    verbose : bool, default=False
+        One line per epoch: epoch, loss, validation score, elapsed seconds.
+    warm_start : bool, default=False
+    dtype : 'float32', 'float64' or None, default='float32'
+        None: float32 input stays float32, anything else float64.
+    clip_grad_norm : float or None, default=None
+        Rescale each batch gradient to at most this global L2 norm.
+
+    Attributes
+    ----------
+    network_ : nnc.Sequential;  layers_ : its layers (body copies + output head)
+    n_features_in_, loss_, loss_curve_, validation_scores_, best_validation_score_, best_loss_,
+    n_iter_ (epochs run by the last fit), t_, n_outputs_, out_activation_
+"""
+
+
+class NeuralNetClassifier(_ClassifierNN, ClassifierMixin, _BaseNeuralNet):
+    __doc__ = ("Classifier on any stack of nnc layers (dense, conv, recurrent ...).\n"
+               + _PARAMS_DOC + """
+    loss : {'auto', 'softmax_cross_entropy', 'binary_cross_entropy'}, default='auto'
+        'auto': softmax cross-entropy for multiclass, binary cross-entropy (one logistic
+        output) for binary and multilabel targets.  'softmax_cross_entropy' on binary targets
+        uses two softmax outputs; 'binary_cross_entropy' on multiclass targets trains one
+        logistic output per class (one-vs-rest, probabilities normalised).
+
+    Also: classes_.
+""")
+
+    def __init__(self, layers=None, input_shape=None, optimizer="adam", learning_rate=1e-3,
+                 batch_size=64, max_epochs=10, alpha=0.0, shuffle=True, random_state=None,
+                 early_stopping=False, validation_fraction=0.1, n_iter_no_change=10, tol=1e-4,
+                 verbose=False, warm_start=False, dtype="float32", loss="auto",
+                 clip_grad_norm=None):
+        self.layers = layers
+        self.input_shape = input_shape
+        self.optimizer = optimizer
+        self.learning_rate = learning_rate
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.alpha = alpha
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.dtype = dtype
+        self.loss = loss
+        self.clip_grad_norm = clip_grad_norm
+
+    def _check_loss_param(self):
+        _check_options(self, "loss", {"auto", "softmax_cross_entropy", "binary_cross_entropy"})
+
+    def _choose_mode(self, label_type, n_classes):
+        if self.loss == "auto":
+            return super()._choose_mode(label_type, n_classes)
+        if label_type == "multilabel-indicator":
+            if self.loss == "softmax_cross_entropy":
+                raise ValueError("loss='softmax_cross_entropy' cannot fit multilabel targets; "
+                                 "use 'binary_cross_entropy' or 'auto'")
+            return "multilabel"
+        if self.loss == "softmax_cross_entropy":
+            return "softmax"
+        return "sigmoid" if n_classes <= 2 else "ovr"
+
+
+class NeuralNetRegressor(_RegressorNN, RegressorMixin, _BaseNeuralNet):
+    __doc__ = ("Regressor on any stack of nnc layers (dense, conv, recurrent ...).\n"
+               + _PARAMS_DOC + """
+    loss : {'auto', 'mse', 'squared_error', 'poisson'}, default='auto'
+        'auto' = 'mse' (0.5 * squared error summed over outputs, averaged over samples);
+        'poisson' uses the exp link and needs y >= 0.
+""")
+
+    def __init__(self, layers=None, input_shape=None, optimizer="adam", learning_rate=1e-3,
+                 batch_size=64, max_epochs=10, alpha=0.0, shuffle=True, random_state=None,
+                 early_stopping=False, validation_fraction=0.1, n_iter_no_change=10, tol=1e-4,
+                 verbose=False, warm_start=False, dtype="float32", loss="auto",
+                 clip_grad_norm=None):
+        self.layers = layers
+        self.input_shape = input_shape
+        self.optimizer = optimizer
+        self.learning_rate = learning_rate
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.alpha = alpha
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.dtype = dtype
+        self.loss = loss
+        self.clip_grad_norm = clip_grad_norm
+
+    def _check_loss_param(self):
+        _check_options(self, "loss", {"auto", "mse", "squared_error", "poisson"})
+
+    def _regression_loss(self):
+        return "poisson" if self.loss == "poisson" else "mse"

@@ -1,0 +1,227 @@
+"""KeyboardInterrupt, atomic fits (a failing fit leaves the previous model untouched),
+non-finite losses, pickling, and the estimators without scikit-learn installed."""
+import os
+import pickle
+import subprocess
+import sys
+import textwrap
+import warnings
+
+import numpy as np
+import pytest
+
+from nnc import MLPClassifier, MLPRegressor, NeuralNetClassifier, NeuralNetRegressor, Sequential
+from nnc._compat import ConvergenceWarning
+from nnc._estimators._base import NonFiniteLossError
+
+
+@pytest.fixture(autouse=True)
+def _quiet():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        yield
+
+
+def _data(n=80, seed=0):
+    rng = np.random.RandomState(seed)
+    X = rng.randn(n, 3)
+    return X, (X[:, 0] + X[:, 1] > 0).astype(int)
+
+
+def _interrupt_after(monkeypatch, n_calls):
+    real = Sequential.train_epoch
+    calls = {"n": 0}
+
+    def fake(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > n_calls:
+            raise KeyboardInterrupt
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Sequential, "train_epoch", fake)
+    return calls
+
+
+@pytest.mark.parametrize("make", [
+    lambda: MLPClassifier(max_iter=50, random_state=0),
+    lambda: MLPClassifier(max_iter=50, random_state=0, early_stopping=True),
+    lambda: NeuralNetRegressor(max_epochs=50, random_state=0),
+], ids=["mlp", "mlp-early-stopping", "nn-reg"])
+def test_keyboard_interrupt_keeps_a_usable_model(monkeypatch, make):
+    X, y = _data()
+    _interrupt_after(monkeypatch, 2)
+    est = make()
+    with pytest.warns(UserWarning, match="Training interrupted by user"):
+        est.fit(X, y)
+    assert est.n_iter_ == 2 and len(est.loss_curve_) == 2
+    pred = est.predict(X)
+    assert pred.shape == (len(X),) and np.isfinite(est.network_.params).all()
+    if est.early_stopping:   # best weights so far restored
+        np.testing.assert_array_equal(est.network_.params, est._best_params)
+
+
+def test_keyboard_interrupt_in_lbfgs(monkeypatch):
+    X, y = _data()
+    real = Sequential._batch_loss_gradient
+    calls = {"n": 0}
+
+    def fake(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > 5:
+            raise KeyboardInterrupt
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Sequential, "_batch_loss_gradient", fake)
+    est = MLPClassifier(solver="lbfgs", random_state=0)
+    with pytest.warns(UserWarning, match="interrupted"):
+        est.fit(X, y)
+    assert np.isfinite(est.loss_) and est.predict(X).shape == (len(X),)
+
+
+def _snapshot(est):
+    return (est.network_, est.network_.params.copy(), est.n_iter_, list(est.loss_curve_),
+            est.t_, est.predict_proba(est._X_probe))
+
+
+def _assert_unchanged(est, snap):
+    net, params, n_iter, curve, t, proba = snap
+    assert est.network_ is net
+    np.testing.assert_array_equal(est.network_.params, params)
+    assert est.n_iter_ == n_iter and est.loss_curve_ == curve and est.t_ == t
+    np.testing.assert_array_equal(est.predict_proba(est._X_probe), proba)
+
+
+@pytest.mark.parametrize("warm_start", [False, True])
+def test_failed_refit_leaves_previous_model(warm_start):
+    X, y = _data()
+    est = MLPClassifier(max_iter=5, random_state=0, warm_start=warm_start).fit(X, y)
+    est._X_probe = X
+    snap = _snapshot(est)
+    bad = X.copy()
+    bad[0, 0] = np.nan
+    cases = [(bad, y), (X, y[:-1]), (X, y + 0.5), (X, y, -np.ones(len(y)))]
+    if warm_start:
+        cases.append((X[:, :2], y))   # a fresh fit may change n_features, a warm one may not
+    for args in cases:
+        with pytest.raises(ValueError):
+            est.fit(*args)
+        _assert_unchanged(est, snap)
+    with pytest.raises(ValueError):
+        est.partial_fit(X, np.where(y == 1, 5, y))
+    _assert_unchanged(est, snap)
+    # user-assigned weights of a wrong shape are rejected before anything changes
+    est.coefs_ = [c[:1] for c in est.coefs_]
+    with pytest.raises(ValueError, match="shape"):
+        est.partial_fit(X, y)
+    np.testing.assert_array_equal(est.network_.params, snap[1])
+
+
+@pytest.mark.parametrize("warm_start", [False, True])
+def test_non_finite_loss_raises_and_keeps_previous_weights(warm_start):
+    X, y = _data()
+    reg = MLPRegressor(max_iter=5, random_state=0, warm_start=warm_start).fit(X, y)
+    reg._X_probe = X
+    net, params, n_iter = reg.network_, reg.network_.params.copy(), reg.n_iter_
+    # finite input whose forward pass overflows (scikit-learn's test_nonfinite_params)
+    huge = np.finfo(np.float64).max * np.random.RandomState(0).uniform(size=X.shape)
+    with pytest.raises(NonFiniteLossError, match="non-finite") as info:
+        reg.fit(huge, y)
+    assert isinstance(info.value, ValueError) and isinstance(info.value, FloatingPointError)
+    assert reg.network_ is net and reg.n_iter_ == n_iter
+    np.testing.assert_array_equal(reg.network_.params, params)
+    # training that diverges after a few epochs: partial_fit keeps the last good epoch
+    div = MLPRegressor(solver="sgd", learning_rate_init=10.0, random_state=0)
+    div.partial_fit(X, y)
+    net, params = div.network_, div.network_.params.copy()
+    with pytest.raises(FloatingPointError, match="non-finite"):
+        for _ in range(200):
+            div.partial_fit(X, y * 1e3)
+            net, params = div.network_, div.network_.params.copy()
+    assert div.network_ is net
+    np.testing.assert_array_equal(div.network_.params, params)   # the last good epoch's
+
+
+def test_failure_during_training_restores_warm_start(monkeypatch):
+    X, y = _data()
+    est = NeuralNetClassifier(max_epochs=3, random_state=0, warm_start=True).fit(X, y)
+    est._X_probe = X
+    snap = _snapshot(est)
+    calls = {"n": 0}
+    real = Sequential.train_epoch
+
+    def flaky(self, *args, **kwargs):
+        calls["n"] += 1
+        loss = real(self, *args, **kwargs)   # the weights move ...
+        if calls["n"] == 2:
+            raise RuntimeError("disk on fire")   # ... then something unrelated breaks
+        return loss
+
+    monkeypatch.setattr(Sequential, "train_epoch", flaky)
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        est.fit(X, y)
+    _assert_unchanged(est, snap)
+
+
+@pytest.mark.parametrize("Est", [MLPClassifier, MLPRegressor, NeuralNetClassifier,
+                                 NeuralNetRegressor])
+def test_pickle_round_trip(Est):
+    X, y = _data()
+    est = Est(random_state=0).fit(X, y)
+    again = pickle.loads(pickle.dumps(est))
+    np.testing.assert_array_equal(again.predict(X), est.predict(X))
+    np.testing.assert_array_equal(again.network_.params, est.network_.params)
+    # both continue identically
+    est.partial_fit(X, y)
+    again.partial_fit(X, y)
+    np.testing.assert_array_equal(again.network_.params, est.network_.params)
+
+
+_NO_SKLEARN = textwrap.dedent("""
+    import sys
+    class _Block:
+        def find_spec(self, name, path=None, target=None):
+            if name == "sklearn" or name.startswith("sklearn."):
+                raise ImportError("scikit-learn is blocked for this test")
+    sys.meta_path.insert(0, _Block())
+    import pickle, warnings
+    import numpy as np
+    import nnc
+    from nnc._compat import SKLEARN_INSTALLED, NotFittedError, ConvergenceWarning
+    assert not SKLEARN_INSTALLED and "sklearn" not in sys.modules
+    warnings.simplefilter("ignore", ConvergenceWarning)
+    rng = np.random.RandomState(0)
+    X = rng.randn(120, 4)
+    y = np.where(X[:, 0] + X[:, 1] > 0, "pos", "neg")
+    for est in (nnc.MLPClassifier(max_iter=60, random_state=0),
+                nnc.MLPClassifier(solver="lbfgs", random_state=0),
+                nnc.MLPClassifier(early_stopping=True, max_iter=20, random_state=0),
+                nnc.NeuralNetClassifier(max_epochs=20, learning_rate=0.01, random_state=0)):
+        try:
+            est.predict(X)
+        except NotFittedError as exc:
+            assert isinstance(exc, ValueError) and isinstance(exc, AttributeError)
+        est.fit(X, y)
+        assert est.score(X, y) > 0.8, (est, est.score(X, y))
+        again = pickle.loads(pickle.dumps(est))
+        assert (again.predict(X) == est.predict(X)).all()
+    y_reg = X @ np.array([1.0, -1.0, 0.5, 0.0])
+    for est in (nnc.MLPRegressor(max_iter=100, random_state=0),
+                nnc.NeuralNetRegressor(max_epochs=30, learning_rate=0.01, random_state=0)):
+        assert est.fit(X, y_reg).score(X, y_reg) > 0.9
+    est = nnc.MLPClassifier(alpha=0.1)
+    assert est.get_params()["alpha"] == 0.1
+    assert est.set_params(alpha=0.2, hidden_layer_sizes=(3,)).alpha == 0.2
+    assert repr(est) == "MLPClassifier(alpha=0.2, hidden_layer_sizes=(3,))", repr(est)
+    assert not hasattr(nnc.MLPClassifier(solver="lbfgs"), "partial_fit")
+    print("OK")
+""")
+
+
+def test_works_without_sklearn():
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    out = subprocess.run([sys.executable, "-c", _NO_SKLEARN], capture_output=True, text=True,
+                         env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip().endswith("OK")
