@@ -1,0 +1,106 @@
+"""A small convolutional network on the 8x8 digits: Conv2D, MaxPool2D, Flatten, Dense.
+
+NeuralNetClassifier takes any list of nnc layers as its hidden body and appends the output layer
+(Dense with one unit per class, softmax cross-entropy).  Images go in as (n, channels, height,
+width) = (n, 1, 8, 8):
+
+    Conv2D(16, 3, padding=1) -> ReLU -> MaxPool2D(2)      (16, 4, 4)
+    Conv2D(32, 3, padding=1) -> ReLU -> MaxPool2D(2)      (32, 2, 2)
+    Flatten -> Dense(64) -> ReLU -> Dense(10)
+
+The script prints the network, test accuracy, the confusion matrix, and saves a picture of test
+images with their predicted labels (mistakes in red).  Without scikit-learn a synthetic stand-in
+for the digits is used.
+
+Run:  python examples/04_cnn.py [--fast] [--no-plot] [--out FILE.png]
+"""
+import argparse
+import sys
+import time
+
+import numpy as np
+
+import nnc
+from nnc.layers import Conv2D, Dense, Flatten, MaxPool2D, ReLU
+
+
+def load_images(seed=0):
+    """(X_train, X_test, y_train, y_test) with X of shape (n, 1, 8, 8) in [0, 1]."""
+    try:
+        from sklearn.datasets import load_digits
+        digits = load_digits()
+        X, y = digits.images / 16.0, digits.target
+    except ImportError:
+        rng = np.random.RandomState(seed)
+        protos = rng.rand(10, 8, 8)
+        y = rng.randint(0, 10, 1797)
+        X = np.clip(protos[y] + 0.3 * rng.randn(len(y), 8, 8), 0, 1)
+    X = X[:, None, :, :].astype(np.float32)
+    order = np.random.RandomState(seed).permutation(len(X))
+    n_test = len(X) // 4
+    test, train = order[:n_test], order[n_test:]
+    return X[train], X[test], y[train], y[test]
+
+
+def confusion_matrix(y_true, y_pred, n_classes):
+    cm = np.zeros((n_classes, n_classes), dtype=int)
+    np.add.at(cm, (y_true, y_pred), 1)
+    return cm
+
+
+def plot(X, y_true, y_pred, path, n=24):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(3, n // 3, figsize=(n // 3 * 1.1, 3 * 1.3))
+    for ax, image, truth, pred in zip(axes.ravel(), X[:n], y_true[:n], y_pred[:n]):
+        ax.imshow(image[0], cmap="gray_r", interpolation="nearest")
+        ax.set_title(f"{pred}" if pred == truth else f"{pred} ({truth})",
+                     color="black" if pred == truth else "red", fontsize=9)
+        ax.axis("off")
+    fig.suptitle("CNN predictions on test digits (red: wrong, true label in brackets)",
+                 fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    print(f"wrote {path}")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--fast", action="store_true", help="fewer epochs, fewer filters")
+    parser.add_argument("--no-plot", action="store_true", help="do not write a PNG")
+    parser.add_argument("--out", default="04_cnn.png", help="PNG file to write")
+    args = parser.parse_args(argv)
+
+    X_train, X_test, y_train, y_test = load_images()
+    f1, f2 = (8, 16) if args.fast else (16, 32)
+    body = [Conv2D(f1, 3, padding=1), ReLU(), MaxPool2D(2),
+            Conv2D(f2, 3, padding=1), ReLU(), MaxPool2D(2),
+            Flatten(), Dense(64), ReLU()]
+    clf = nnc.NeuralNetClassifier(layers=body, input_shape=(1, 8, 8), optimizer="adam",
+                                  learning_rate=2e-3, batch_size=32,
+                                  max_epochs=4 if args.fast else 15, random_state=0)
+    start = time.perf_counter()
+    clf.fit(X_train, y_train)
+    seconds = time.perf_counter() - start
+    print(clf.network_.summary())
+    pred = clf.predict(X_test)
+    accuracy = float(np.mean(pred == y_test))
+    print(f"fit: {clf.n_iter_} epochs in {seconds:.1f} s, final training loss {clf.loss_:.4f}")
+    print(f"test accuracy: {accuracy:.3f} on {len(y_test)} images")
+    print("confusion matrix (rows: true digit, columns: predicted digit):")
+    cm = confusion_matrix(y_test, pred, 10)
+    print("     " + "".join(f"{k:>4}" for k in range(10)))
+    for k, row in enumerate(cm):
+        print(f"{k:>4} " + "".join(f"{v:>4}" for v in row))
+    if not args.no_plot:
+        try:
+            plot(X_test, y_test, pred, args.out)
+        except ImportError:
+            print("matplotlib is not installed: no plot")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
