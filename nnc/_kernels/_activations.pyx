@@ -41,14 +41,15 @@ cdef void _activation_forward(int act, floating* Z, Py_ssize_t n, floating slope
                 Z[i] = tanhf(Z[i])
             else:
                 Z[i] = tanh(Z[i])
+    # Branch-free selects vectorise (a data-dependent `if` mispredicts and does not): ReLU on
+    # 346K float32 elements 1533 -> 48 us forward, 1641 -> 34 us backward (helper-2's CNN
+    # profile).  `0 if z < 0 else z` also lets NaN through, as PyTorch does.
     elif act == ACT_RELU:
         for i in range(n):
-            if Z[i] < 0:
-                Z[i] = 0
+            Z[i] = 0 if Z[i] < 0 else Z[i]
     elif act == ACT_LEAKY_RELU:
         for i in range(n):
-            if Z[i] < 0:
-                Z[i] = Z[i] * slope
+            Z[i] = Z[i] * slope if Z[i] < 0 else Z[i]
 
 
 cdef void _activation_backward(int act, const floating* Y, floating* dZ, Py_ssize_t n,
@@ -63,12 +64,10 @@ cdef void _activation_backward(int act, const floating* Y, floating* dZ, Py_ssiz
             dZ[i] = dZ[i] * (1 - Y[i] * Y[i])
     elif act == ACT_RELU:
         for i in range(n):
-            if Y[i] <= 0:
-                dZ[i] = 0
+            dZ[i] = dZ[i] if Y[i] > 0 else 0
     elif act == ACT_LEAKY_RELU:
         for i in range(n):
-            if Y[i] <= 0:
-                dZ[i] = dZ[i] * slope
+            dZ[i] = dZ[i] if Y[i] > 0 else dZ[i] * slope
 
 
 # ---------------------------------------------------------------- Python twins
