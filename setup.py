@@ -82,6 +82,19 @@ class parallel_build_ext(build_ext):
             self.parallel = os.cpu_count() or 1
 
 
+# cythonize regenerates a .c only when its .pyx is newer, so switching between the normal and the
+# bounds-checked build must force it; the last mode is remembered in build/nnc_build_mode.
+_MODE_FILE = os.path.join("build", "nnc_build_mode")
+_mode = "debug" if DEBUG else "release"
+try:
+    with open(_MODE_FILE) as fh:
+        _force = fh.read().strip() != _mode
+except OSError:
+    _force = True
+os.makedirs("build", exist_ok=True)
+with open(_MODE_FILE, "w") as fh:
+    fh.write(_mode)
+
 setup(
     cmdclass={"build_ext": parallel_build_ext},
     ext_modules=cythonize(
@@ -89,6 +102,6 @@ setup(
         compiler_directives=directives,
         compile_time_env={"NNC_HAVE_OPENMP": bool(omp_compile)},
         nthreads=os.cpu_count() or 1,
-        force=DEBUG,
+        force=_force,
     ),
 )

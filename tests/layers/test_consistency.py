@@ -1,0 +1,65 @@
+"""Every layer follows the same protocol: same method signatures, config round trip, pickling."""
+import inspect
+import pickle
+
+import numpy as np
+import pytest
+
+import nnc.layers as L
+from nnc.layers._base import Layer
+
+PROTOCOL = ["build", "param_specs", "bind", "init_params", "allocate", "forward", "backward",
+            "get_weights", "set_weights", "get_config"]
+
+EXAMPLES = {
+    "Dense": (lambda: L.Dense(3), (4,)),
+    "Identity": (lambda: L.Identity(), (4,)),
+    "Sigmoid": (lambda: L.Sigmoid(), (4,)),
+    "Tanh": (lambda: L.Tanh(), (4,)),
+    "ReLU": (lambda: L.ReLU(), (4,)),
+    "LeakyReLU": (lambda: L.LeakyReLU(0.2), (4,)),
+    "Conv2D": (lambda: L.Conv2D(2, (2, 3), stride=(1, 2), padding=1), (2, 5, 6)),
+    "Conv1D": (lambda: L.Conv1D(2, 3, stride=2, padding=1), (2, 9)),
+    "MaxPool2D": (lambda: L.MaxPool2D(2), (2, 5, 5)),
+    "AvgPool2D": (lambda: L.AvgPool2D((2, 3), stride=1), (2, 5, 5)),
+    "Flatten": (lambda: L.Flatten(), (2, 3, 2)),
+    "Dropout": (lambda: L.Dropout(0.3), (4,)),
+    "SimpleRNN": (lambda: L.SimpleRNN(3), (5, 2)),
+    "LSTM": (lambda: L.LSTM(3, return_sequences=True), (5, 2)),
+    "GRU": (lambda: L.GRU(3), (5, 2)),
+    "Bidirectional": (lambda: L.Bidirectional(L.GRU(3)), (5, 2)),
+}
+
+
+def _public_layer_classes():
+    return [getattr(L, name) for name in L.__all__
+            if isinstance(getattr(L, name), type) and issubclass(getattr(L, name), Layer)
+            and name not in ("Layer",)]
+
+
+def test_every_public_layer_has_an_example():
+    names = {cls.__name__ for cls in _public_layer_classes()}
+    assert names == set(EXAMPLES), names ^ set(EXAMPLES)
+
+
+@pytest.mark.parametrize("method", PROTOCOL)
+def test_layers_share_method_signatures(method):
+    reference = inspect.signature(getattr(Layer, method))
+    for cls in _public_layer_classes():
+        sig = inspect.signature(getattr(cls, method))
+        assert list(sig.parameters) == list(reference.parameters), (cls.__name__, method, sig)
+
+
+@pytest.mark.parametrize("name", sorted(EXAMPLES))
+def test_config_round_trip_and_pickle(name):
+    make, shape = EXAMPLES[name]
+    layer = make()
+    clone = type(layer).from_config(layer.get_config())
+    assert clone.get_config() == layer.get_config()
+    from nnc import Sequential
+    net = Sequential([make(), L.Flatten(), L.Dense(2)] if name != "Flatten" else
+                     [make(), L.Dense(2)], loss="mse", input_shape=shape, random_state=0)
+    X = np.random.RandomState(0).standard_normal((3,) + shape)
+    out = net.forward(X)
+    again = pickle.loads(pickle.dumps(net))
+    np.testing.assert_array_equal(again.forward(X), out)
