@@ -1,33 +1,17 @@
-"""Layers for nnc.Sequential and the NeuralNet estimators."""
+"""Layers for nnc.Sequential and the NeuralNet estimators.
+
+Every layer follows the protocol in ``nnc/layers/_base.py``: build (shapes), param_specs, bind
+(views into the network's flat buffers), init_params, allocate (workspaces), forward, backward.
+"""
 from nnc.layers._base import Layer, ParamSpec
 from nnc.layers._dense import Dense
 from nnc.layers._activations import Identity, Sigmoid, Tanh, ReLU, LeakyReLU
+from nnc.layers._conv import Conv2D, Conv1D
+from nnc.layers._pool import MaxPool2D, AvgPool2D
+from nnc.layers._reshape import Flatten
+from nnc.layers._dropout import Dropout
+from nnc.layers._recurrent import SimpleRNN, LSTM, GRU, Bidirectional
 
-__all__ = ["Layer", "ParamSpec", "Dense", "Identity", "Sigmoid", "Tanh", "ReLU", "LeakyReLU"]
-
-# Families written in parallel modules; exported when present.
-try:
-    from nnc.layers._conv import Conv2D, Conv1D  # noqa: F401
-    __all__ += ["Conv2D", "Conv1D"]
-except ImportError:  # pragma: no cover
-    pass
-try:
-    from nnc.layers._pool import MaxPool2D, AvgPool2D  # noqa: F401
-    __all__ += ["MaxPool2D", "AvgPool2D"]
-except ImportError:  # pragma: no cover
-    pass
-try:
-    from nnc.layers._reshape import Flatten  # noqa: F401
-    __all__ += ["Flatten"]
-except ImportError:  # pragma: no cover
-    pass
-try:
-    from nnc.layers._dropout import Dropout  # noqa: F401
-    __all__ += ["Dropout"]
-except ImportError:  # pragma: no cover
-    pass
-try:
-    from nnc.layers._recurrent import SimpleRNN, LSTM, GRU, Bidirectional  # noqa: F401
-    __all__ += ["SimpleRNN", "LSTM", "GRU", "Bidirectional"]
-except ImportError:  # pragma: no cover
-    pass
+__all__ = ["Layer", "ParamSpec", "Dense", "Identity", "Sigmoid", "Tanh", "ReLU", "LeakyReLU",
+           "Conv2D", "Conv1D", "MaxPool2D", "AvgPool2D", "Flatten", "Dropout",
+           "SimpleRNN", "LSTM", "GRU", "Bidirectional"]
