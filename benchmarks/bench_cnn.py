@@ -21,13 +21,10 @@ busy machine disturbs them less.
 """
 import argparse
 import json
-import os
-import resource
-import subprocess
-import sys
-import time
 
 import numpy as np
+
+from _harness import cpu_time, limit_threads, maxrss_mb, ratio_line, spawn_worker, time_epochs
 
 BATCH = 64
 WARMUP_BATCHES = 20
@@ -40,15 +37,10 @@ def _data(n_samples):
     return X, y
 
 
-def _maxrss_mb():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
-
-
 # ------------------------------------------------------------------------------------ workers
 
 def _run_nnc(args):
-    from threadpoolctl import threadpool_limits
-    threadpool_limits(args.threads)
+    _limit = limit_threads(args.threads)  # noqa: F841 - keep the limits alive
     import nnc
     from nnc.layers import Conv2D, ReLU, MaxPool2D, Flatten, Dense
     from nnc.optimizers import Adam
@@ -62,32 +54,20 @@ def _run_nnc(args):
     Xv = net._check_X(X)
     yv = net._check_y(y, X.shape[0])
     rng = np.random.RandomState(1)
-    rss_before = _maxrss_mb()
+    rss_before = maxrss_mb()
     n_warm = min(len(X), WARMUP_BATCHES * BATCH)
     net.train_epoch(Xv[:n_warm], yv[:n_warm], opt, batch_size=BATCH,
                     indices=rng.permutation(n_warm))
-    times, cpu, losses = [], [], []
-    for _ in range(args.repeat):
-        t0, c0 = time.perf_counter(), time.process_time()
-        losses.append(net.train_epoch(Xv, yv, opt, batch_size=BATCH,
-                                      indices=rng.permutation(len(X))))
-        times.append(time.perf_counter() - t0)
-        cpu.append(time.process_time() - c0)
-    out = dict(times=times, cpu=cpu, losses=losses, rss=_maxrss_mb(), rss_before=rss_before)
+    out = time_epochs(lambda: net.train_epoch(Xv, yv, opt, batch_size=BATCH,
+                                              indices=rng.permutation(len(X))), args.repeat)
+    out.update(rss=maxrss_mb(), rss_before=rss_before)
     if args.profile:
         out["profile"] = _profile_nnc(net, X[:BATCH], y[:BATCH])
     return out
 
 
-def _cpu_time(fn, number=10, repeat=20):
-    fn()
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.thread_time()
-        for _ in range(number):
-            fn()
-        best = min(best, (time.thread_time() - t0) / number)
-    return best * 1e6  # µs
+def _cpu_time(fn):
+    return cpu_time(fn, number=10, repeat=20)
 
 
 def _profile_nnc(net, X, y):
@@ -150,8 +130,7 @@ def _profile_nnc(net, X, y):
 def _run_torch(args):
     import torch
     torch.set_num_threads(args.threads)
-    from threadpoolctl import threadpool_limits
-    threadpool_limits(args.threads)
+    _limit = limit_threads(args.threads)  # noqa: F841
     torch.manual_seed(0)
     X, y = _data(args.n_samples)
     Xt = torch.from_numpy(X)
@@ -176,35 +155,19 @@ def _run_torch(args):
             total += loss.item() * len(idx)
         return total / n
 
-    rss_before = _maxrss_mb()
+    rss_before = maxrss_mb()
     epoch(min(len(X), WARMUP_BATCHES * BATCH))
-    times, cpu, losses = [], [], []
-    for _ in range(args.repeat):
-        t0, c0 = time.perf_counter(), time.process_time()
-        losses.append(epoch(len(X)))
-        times.append(time.perf_counter() - t0)
-        cpu.append(time.process_time() - c0)
-    return dict(times=times, cpu=cpu, losses=losses, rss=_maxrss_mb(), rss_before=rss_before,
-                version=torch.__version__)
+    out = time_epochs(lambda: epoch(len(X)), args.repeat)
+    out.update(rss=maxrss_mb(), rss_before=rss_before, version=torch.__version__)
+    return out
 
 
 # ------------------------------------------------------------------------------------ driver
 
 def _spawn(lib, args):
-    env = dict(os.environ)
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        env[var] = str(args.threads)
-    # the checkout this script lives in (an in-place build) comes before any installed nnc
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-    cmd = [sys.executable, os.path.abspath(__file__), "--worker", lib, "--threads",
-           str(args.threads), "--repeat", str(args.repeat), "--n-samples", str(args.n_samples)]
-    if args.profile:
-        cmd.append("--profile")
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    if proc.returncode != 0:
-        return dict(error=proc.stderr.strip().splitlines()[-1] if proc.stderr else "failed")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    worker_args = ["--worker", lib, "--threads", args.threads, "--repeat", args.repeat,
+                   "--n-samples", args.n_samples] + (["--profile"] if args.profile else [])
+    return spawn_worker(__file__, worker_args, args.threads)
 
 
 def main(argv=None):
@@ -238,11 +201,7 @@ def main(argv=None):
               f"{r['rss']:>13.0f}{r['rss_before']:>17.0f}{r['losses'][-1]:>11.4f}")
     ok = [lib for lib in ("nnc", "torch") if lib in results and "error" not in results[lib]]
     if len(ok) == 2:
-        a, b = (np.asarray(results[k]["times"]) for k in ok)
-        ca, cb = (min(results[k]["cpu"]) for k in ok)
-        print(f"ratio nnc / torch: min {a.min() / b.min():.2f}, median "
-              f"{np.median(a) / np.median(b):.2f}, CPU time {ca / cb:.2f}  "
-              f"(torch {results['torch']['version']})")
+        print(ratio_line(results["nnc"], results["torch"]))
     prof = results.get("nnc", {}).get("profile")
     if prof:
         print("\nnnc time split at batch 64 (thread CPU time, µs):")

@@ -25,10 +25,11 @@ Usage::
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 import warnings
+
+from _harness import spawn_worker
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 try:  # run from a source checkout without installing: the repository root holds nnc/
@@ -248,16 +249,10 @@ def worker(lib, workload, threads, repeat, api, clock):
 # ---------------------------------------------------------------------- the driver
 
 def _run_worker(lib, workload, args):
-    env = dict(os.environ)
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        env[var] = str(args.threads)
-    cmd = [sys.executable, os.path.abspath(__file__), "--worker", lib, "--workloads", workload,
-           "--threads", str(args.threads), "--repeat", str(args.repeat), "--nnc-api",
-           args.nnc_api, "--clock", args.clock]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    if proc.returncode != 0:
-        return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr else "failed"}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    worker_args = ["--worker", lib, "--workloads", workload, "--threads", args.threads,
+                   "--repeat", args.repeat, "--nnc-api", args.nnc_api, "--clock", args.clock]
+    # PYTHONPATH as set above: an installed nnc, else this checkout
+    return spawn_worker(__file__, worker_args, args.threads, checkout_first=False)
 
 
 def _median(xs):

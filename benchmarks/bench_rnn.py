@@ -25,11 +25,11 @@ recurrent layer (the same products through SciPy's BLAS), so the gate kernels' s
 import argparse
 import json
 import os
-import subprocess
-import sys
 import time
 
 import numpy as np
+
+from _harness import cpu_time, limit_threads, ratio_line, spawn_worker, time_epochs
 
 BATCH = 64
 T, F, UNITS, N_CLASSES = 28, 28, 128, 10
@@ -62,14 +62,9 @@ def gemm_flops_per_epoch(cell, n_samples):
 
 # ------------------------------------------------------------------------------------ workers
 
-def _limit_threads(threads):
-    from threadpoolctl import threadpool_limits
-    return threadpool_limits(threads)
-
-
 def _run_peak(args):
     """GFLOP/s of a 2048^3 float32 matmul through NumPy's BLAS under the thread limit."""
-    _limit = _limit_threads(args.threads)  # noqa: F841 - keep the limits alive
+    _limit = limit_threads(args.threads)  # noqa: F841 - keep the limits alive
     n = 2048
     rng = np.random.RandomState(0)
     a = rng.rand(n, n).astype(np.float32)
@@ -85,7 +80,7 @@ def _run_peak(args):
 
 
 def _run_nnc(args):
-    _limit = _limit_threads(args.threads)  # noqa: F841
+    _limit = limit_threads(args.threads)  # noqa: F841
     import nnc
     from nnc.layers import Dense, GRU, LSTM
     from nnc.optimizers import Adam
@@ -101,28 +96,15 @@ def _run_nnc(args):
     n_warm = min(len(X), WARMUP_BATCHES * BATCH)
     net.train_epoch(Xv[:n_warm], yv[:n_warm], opt, batch_size=BATCH,
                     indices=rng.permutation(n_warm))
-    times, cpu, losses = [], [], []
-    for _ in range(args.repeat):
-        t0, c0 = time.perf_counter(), time.process_time()
-        losses.append(net.train_epoch(Xv, yv, opt, batch_size=BATCH,
-                                      indices=rng.permutation(len(X))))
-        times.append(time.perf_counter() - t0)
-        cpu.append(time.process_time() - c0)
-    out = dict(times=times, cpu=cpu, losses=losses)
+    out = time_epochs(lambda: net.train_epoch(Xv, yv, opt, batch_size=BATCH,
+                                              indices=rng.permutation(len(X))), args.repeat)
     if args.profile:
         out["profile"] = _profile_nnc(net, opt, Xv[:BATCH], yv[:BATCH], args.cell)
     return out
 
 
 def _cpu_time(fn, number=5, repeat=10):
-    fn()
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.thread_time()
-        for _ in range(number):
-            fn()
-        best = min(best, (time.thread_time() - t0) / number)
-    return best * 1e6  # µs
+    return cpu_time(fn, number, repeat)
 
 
 def _gemm_only(cell, dtype=np.float32):
@@ -176,7 +158,7 @@ def _profile_nnc(net, opt, X, y, cell):
 def _run_torch(args):
     import torch
     torch.set_num_threads(args.threads)
-    _limit = _limit_threads(args.threads)  # noqa: F841
+    _limit = limit_threads(args.threads)  # noqa: F841
     torch.manual_seed(0)
     X, y = _data(args.n_samples)
     Xt = torch.from_numpy(X)
@@ -201,33 +183,19 @@ def _run_torch(args):
         return total / n
 
     epoch(min(len(X), WARMUP_BATCHES * BATCH))
-    times, cpu, losses = [], [], []
-    for _ in range(args.repeat):
-        t0, c0 = time.perf_counter(), time.process_time()
-        losses.append(epoch(len(X)))
-        times.append(time.perf_counter() - t0)
-        cpu.append(time.process_time() - c0)
-    return dict(times=times, cpu=cpu, losses=losses, version=torch.__version__)
+    out = time_epochs(lambda: epoch(len(X)), args.repeat)
+    out.update(version=torch.__version__)
+    return out
 
 
 # ------------------------------------------------------------------------------------ driver
 
 def _spawn(lib, args, cell=None):
-    env = dict(os.environ)
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        env[var] = str(args.threads)
-    # the checkout this script lives in (an in-place build) comes before any installed nnc
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-    cmd = [sys.executable, os.path.abspath(__file__), "--worker", lib, "--threads",
-           str(args.threads), "--repeat", str(args.repeat), "--n-samples", str(args.n_samples),
-           "--cell", cell or "lstm"]
+    worker_args = ["--worker", lib, "--threads", args.threads, "--repeat", args.repeat,
+                   "--n-samples", args.n_samples, "--cell", cell or "lstm"]
     if args.profile:
-        cmd.append("--profile")
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    if proc.returncode != 0:
-        return dict(error=proc.stderr.strip().splitlines()[-1] if proc.stderr else "failed")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+        worker_args.append("--profile")
+    return spawn_worker(__file__, worker_args, args.threads)
 
 
 def main(argv=None):
@@ -273,11 +241,7 @@ def main(argv=None):
                   f"{min(r['cpu']):>11.3f}{rate:>10.1f}{100 * rate / peak:>7.0f}%"
                   f"{r['losses'][-1]:>11.4f}")
         if all(lib in results and "error" not in results[lib] for lib in ("nnc", "torch")):
-            a, b = (np.asarray(results[k]["times"]) for k in ("nnc", "torch"))
-            ca, cb = (min(results[k]["cpu"]) for k in ("nnc", "torch"))
-            print(f"{'':<8}ratio nnc / torch: min {a.min() / b.min():.2f}, median "
-                  f"{np.median(a) / np.median(b):.2f}, CPU time {ca / cb:.2f}  "
-                  f"(torch {results['torch']['version']})")
+            print(f"{'':<8}{ratio_line(results['nnc'], results['torch'])}")
         prof = results.get("nnc", {}).get("profile")
         if prof:
             rnn = prof["forward"] + prof["backward"]

@@ -12,7 +12,6 @@ to centimetres before printing.
 
 Run:  python examples/01_apples_vs_oranges.py [--fast] [--no-plot] [--out FILE.png]
 """
-import argparse
 import sys
 
 import numpy as np
@@ -20,6 +19,8 @@ import numpy as np
 import nnc
 from nnc.layers import Dense
 from nnc.optimizers import SGD
+
+from _common import parse_args, plot_or_skip, pyplot, save_figure
 
 
 def make_fruit(n_per_class, seed=0):
@@ -54,9 +55,7 @@ def fit_line(X, y, epochs, learning_rate=0.5, verbose=True):
 
 
 def plot(X, y, m, c, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 4))
     ax.scatter(*X[y == 0].T, s=12, c="tab:red", label="apples")
     ax.scatter(*X[y == 1].T, s=12, c="tab:orange", label="oranges")
@@ -67,18 +66,12 @@ def plot(X, y, m, c, path):
     ax.set_ylim(X[:, 1].min() - 0.1, X[:, 1].max() + 0.1)
     ax.legend(loc="upper left")
     ax.set_title("A straight-line classifier")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    print(f"wrote {path}")
+    save_figure(fig, path)
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--fast", action="store_true", help="less data, fewer epochs")
-    parser.add_argument("--no-plot", action="store_true", help="do not write a PNG")
-    parser.add_argument("--out", default="01_apples_vs_oranges.png", help="PNG file to write")
-    args = parser.parse_args(argv)
+    args = parse_args(__doc__, argv, out="01_apples_vs_oranges.png",
+                      fast_help="less data, fewer epochs")
 
     X, y = make_fruit(50 if args.fast else 200)
     m, c, net, mean, scale = fit_line(X, y, epochs=100 if args.fast else 500)
@@ -86,11 +79,7 @@ def main(argv=None):
     accuracy = float(np.mean((proba > 0.5) == (y == 1)))
     print(f"decision boundary: colour = {m:.3f} * radius + {c:.3f}")
     print(f"accuracy: {accuracy:.3f} on {len(y)} fruit")
-    if not args.no_plot:
-        try:
-            plot(X, y, m, c, args.out)
-        except ImportError:
-            print("matplotlib is not installed: no plot")
+    plot_or_skip(args, plot, X, y, m, c)
     return 0
 
 

@@ -13,7 +13,6 @@ written back, so every run starts from the very same weights and sees the same m
 
 Run:  python examples/02_optimizers.py [--fast] [--no-plot] [--out FILE.png]
 """
-import argparse
 import sys
 
 import numpy as np
@@ -21,6 +20,8 @@ import numpy as np
 import nnc
 from nnc.layers import Dense, ReLU
 from nnc.optimizers import SGD, AdaGrad, RMSprop, Adam
+
+from _common import parse_args, plot_or_skip, pyplot, save_figure
 
 
 def make_spiral(n_per_class, n_classes=3, seed=0):
@@ -66,9 +67,7 @@ def train(net, initial, opt, X, y, epochs, batch_size, seed=0):
 
 
 def plot(curves, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, curve in curves.items():
         ax.plot(np.arange(1, len(curve) + 1), curve, label=name)
@@ -77,18 +76,12 @@ def plot(curves, path):
     ax.set_ylabel("training loss (cross-entropy)")
     ax.set_title("Same network, same start, six optimizers")
     ax.legend(loc="upper right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    print(f"wrote {path}")
+    save_figure(fig, path)
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--fast", action="store_true", help="less data, fewer epochs")
-    parser.add_argument("--no-plot", action="store_true", help="do not write a PNG")
-    parser.add_argument("--out", default="02_optimizers.png", help="PNG file to write")
-    args = parser.parse_args(argv)
+    args = parse_args(__doc__, argv, out="02_optimizers.png",
+                      fast_help="less data, fewer epochs")
 
     X, y = make_spiral(60 if args.fast else 100)
     epochs = 30 if args.fast else 200
@@ -102,11 +95,7 @@ def main(argv=None):
         curves[name] = train(net, initial, opt, X, y, epochs, batch_size=32)
         accuracy = float(np.mean(net.forward(X).argmax(axis=1) == y))
         print(f"{name:>16}: final loss {curves[name][-1]:.4f}  accuracy {accuracy:.3f}")
-    if not args.no_plot:
-        try:
-            plot(curves, args.out)
-        except ImportError:
-            print("matplotlib is not installed: no plot")
+    plot_or_skip(args, plot, curves)
     return 0
 
 

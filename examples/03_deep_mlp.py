@@ -8,7 +8,6 @@ on a synthetic stand-in for the digits.
 
 Run:  python examples/03_deep_mlp.py [--fast] [--no-plot] [--out FILE.png]
 """
-import argparse
 import sys
 import time
 import warnings
@@ -16,6 +15,8 @@ import warnings
 import numpy as np
 
 import nnc
+
+from _common import parse_args, plot_or_skip, pyplot, save_figure
 
 
 def load_data(seed=0):
@@ -46,9 +47,7 @@ def fit_and_score(model, X_train, X_test, y_train, y_test):
 
 
 def plot(curves, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     styles = {"nnc": dict(linewidth=5, alpha=0.4), "scikit-learn": dict(linestyle="--")}
     for name, curve in curves.items():
@@ -58,18 +57,12 @@ def plot(curves, path):
     ax.set_ylabel("training loss")
     ax.set_title("MLPClassifier on digits (64-128-64-32-10)")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    print(f"wrote {path}")
+    save_figure(fig, path)
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--fast", action="store_true", help="fewer epochs")
-    parser.add_argument("--no-plot", action="store_true", help="do not write a PNG")
-    parser.add_argument("--out", default="03_deep_mlp.png", help="PNG file to write")
-    args = parser.parse_args(argv)
+    args = parse_args(__doc__, argv, out="03_deep_mlp.png",
+                      fast_help="fewer epochs")
 
     X_train, X_test, y_train, y_test = load_data()
     params = dict(hidden_layer_sizes=(128, 64, 32), activation="relu", solver="adam",
@@ -95,11 +88,7 @@ def main(argv=None):
         gap = float(np.max(np.abs(np.subtract(a[:k], b[:k])))) if k else float("nan")
         print(f"final training loss: nnc {a[-1]:.5f}, scikit-learn {b[-1]:.5f} "
               f"(largest per-epoch difference {gap:.1e}: same initial weights and updates)")
-    if not args.no_plot:
-        try:
-            plot(curves, args.out)
-        except ImportError:
-            print("matplotlib is not installed: no plot")
+    plot_or_skip(args, plot, curves)
     return 0
 
 

@@ -14,7 +14,6 @@ for the digits is used.
 
 Run:  python examples/04_cnn.py [--fast] [--no-plot] [--out FILE.png]
 """
-import argparse
 import sys
 import time
 
@@ -22,6 +21,8 @@ import numpy as np
 
 import nnc
 from nnc.layers import Conv2D, Dense, Flatten, MaxPool2D, ReLU
+
+from _common import parse_args, plot_or_skip, pyplot, save_figure
 
 
 def load_images(seed=0):
@@ -49,9 +50,7 @@ def confusion_matrix(y_true, y_pred, n_classes):
 
 
 def plot(X, y_true, y_pred, path, n=24):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     fig, axes = plt.subplots(3, n // 3, figsize=(n // 3 * 1.1, 3 * 1.3))
     for ax, image, truth, pred in zip(axes.ravel(), X[:n], y_true[:n], y_pred[:n]):
         ax.imshow(image[0], cmap="gray_r", interpolation="nearest")
@@ -60,18 +59,12 @@ def plot(X, y_true, y_pred, path, n=24):
         ax.axis("off")
     fig.suptitle("CNN predictions on test digits (red: wrong, true label in brackets)",
                  fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    print(f"wrote {path}")
+    save_figure(fig, path)
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--fast", action="store_true", help="fewer epochs, fewer filters")
-    parser.add_argument("--no-plot", action="store_true", help="do not write a PNG")
-    parser.add_argument("--out", default="04_cnn.png", help="PNG file to write")
-    args = parser.parse_args(argv)
+    args = parse_args(__doc__, argv, out="04_cnn.png",
+                      fast_help="fewer epochs, fewer filters")
 
     X_train, X_test, y_train, y_test = load_images()
     f1, f2 = (8, 16) if args.fast else (16, 32)
@@ -94,11 +87,7 @@ def main(argv=None):
     print("     " + "".join(f"{k:>4}" for k in range(10)))
     for k, row in enumerate(cm):
         print(f"{k:>4} " + "".join(f"{v:>4}" for v in row))
-    if not args.no_plot:
-        try:
-            plot(X_test, y_test, pred, args.out)
-        except ImportError:
-            print("matplotlib is not installed: no plot")
+    plot_or_skip(args, plot, X_test, y_test, pred)
     return 0
 
 

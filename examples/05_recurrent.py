@@ -12,7 +12,6 @@ digits is used.
 
 Run:  python examples/05_recurrent.py [--fast] [--no-plot] [--out FILE.png]
 """
-import argparse
 import sys
 import time
 
@@ -20,6 +19,8 @@ import numpy as np
 
 import nnc
 from nnc.layers import GRU, LSTM
+
+from _common import parse_args, plot_or_skip, pyplot, save_figure
 
 
 def load_sequences(seed=0):
@@ -41,9 +42,7 @@ def load_sequences(seed=0):
 
 
 def plot(curves, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, curve in curves.items():
         ax.plot(np.arange(1, len(curve) + 1), curve, marker="o", label=name)
@@ -52,18 +51,12 @@ def plot(curves, path):
     ax.set_ylabel("training loss (cross-entropy)")
     ax.set_title("Digits read row by row (T=8, F=8)")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    print(f"wrote {path}")
+    save_figure(fig, path)
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--fast", action="store_true", help="fewer epochs, fewer units")
-    parser.add_argument("--no-plot", action="store_true", help="do not write a PNG")
-    parser.add_argument("--out", default="05_recurrent.png", help="PNG file to write")
-    args = parser.parse_args(argv)
+    args = parse_args(__doc__, argv, out="05_recurrent.png",
+                      fast_help="fewer epochs, fewer units")
 
     X_train, X_test, y_train, y_test = load_sequences()
     units = 16 if args.fast else 32
@@ -81,11 +74,7 @@ def main(argv=None):
         curves[f"{name}({units})"] = clf.loss_curve_
         print(f"{name}({units}): test accuracy {accuracy:.3f}, final training loss "
               f"{clf.loss_:.4f}, {clf.network_.n_params} parameters, fit {seconds:.1f} s")
-    if not args.no_plot:
-        try:
-            plot(curves, args.out)
-        except ImportError:
-            print("matplotlib is not installed: no plot")
+    plot_or_skip(args, plot, curves)
     return 0
 
 

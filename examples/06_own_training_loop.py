@@ -13,7 +13,6 @@ training converges.
 
 Run:  python examples/06_own_training_loop.py [--fast] [--no-plot] [--out FILE.png]
 """
-import argparse
 import sys
 
 import numpy as np
@@ -21,6 +20,8 @@ import numpy as np
 import nnc
 from nnc.layers import Dense, Tanh
 from nnc.optimizers import Adam
+
+from _common import parse_args, plot_or_skip, pyplot, save_figure
 
 
 def load_data(fast):
@@ -47,9 +48,7 @@ def gradient_norms(net, grads):
 
 
 def plot(history, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     epochs = [e for e, _ in history]
     names = [name for name, _, _ in history[0][1]]
@@ -60,18 +59,12 @@ def plot(history, path):
     ax.set_ylabel("||dL/dW|| (mean over the epoch's batches)")
     ax.set_title("Weight-gradient norm per layer")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    print(f"wrote {path}")
+    save_figure(fig, path)
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--fast", action="store_true", help="less data, fewer epochs")
-    parser.add_argument("--no-plot", action="store_true", help="do not write a PNG")
-    parser.add_argument("--out", default="06_own_training_loop.png", help="PNG file to write")
-    args = parser.parse_args(argv)
+    args = parse_args(__doc__, argv, out="06_own_training_loop.png",
+                      fast_help="less data, fewer epochs")
 
     X, y = load_data(args.fast)
     net = nnc.Sequential([Dense(32), Tanh(), Dense(16), Tanh(), Dense(10)],
@@ -108,11 +101,7 @@ def main(argv=None):
             print(f"epoch {epoch:3d}  loss {total / len(X):.4f}  {cells}")
     accuracy = float(np.mean(net.forward(X).argmax(axis=1) == y))
     print(f"training accuracy: {accuracy:.3f}")
-    if not args.no_plot:
-        try:
-            plot(history, args.out)
-        except ImportError:
-            print("matplotlib is not installed: no plot")
+    plot_or_skip(args, plot, history)
     return 0
 
 

@@ -98,7 +98,7 @@ def _kernel_modules():
 @pytest.fixture(scope="module")
 def dists(tmp_path_factory):
     """(sdist path, wheel path, work dir): built from a clean copy of the source tree."""
-    for mod in ("build", "setuptools", "wheel", "Cython"):
+    for mod in ("build", "setuptools", "Cython"):
         pytest.importorskip(mod)
     work = tmp_path_factory.mktemp("pkg")
     src = work / "src"

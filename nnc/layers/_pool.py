@@ -63,8 +63,8 @@ class MaxPool2D(_Pool2D):
     def forward(self, X, training=False):
         n = X.shape[0]
         Y = self._ws_out[:n]
-        _pool.maxpool2d_forward(X, Y, self._ws_argmax[:n], self.pool_size[0], self.pool_size[1],
-                                self.stride[0], self.stride[1], omp_max_threads())
+        _pool.maxpool2d_forward(X, Y, self._ws_argmax[:n], *self.pool_size, *self.stride,
+                                omp_max_threads())
         return Y
 
     def backward(self, dY, need_dX=True):
@@ -89,8 +89,7 @@ class AvgPool2D(_Pool2D):
     def forward(self, X, training=False):
         n = X.shape[0]
         Y = self._ws_out[:n]
-        _pool.avgpool2d_forward(X, Y, self.pool_size[0], self.pool_size[1], self.stride[0],
-                                self.stride[1], omp_max_threads())
+        _pool.avgpool2d_forward(X, Y, *self.pool_size, *self.stride, omp_max_threads())
         return Y
 
     def backward(self, dY, need_dX=True):
@@ -98,6 +97,5 @@ class AvgPool2D(_Pool2D):
             return None
         n = dY.shape[0]
         dX = self._ws_dX[:n]
-        _pool.avgpool2d_backward(dY, dX, self.pool_size[0], self.pool_size[1], self.stride[0],
-                                 self.stride[1], omp_max_threads())
+        _pool.avgpool2d_backward(dY, dX, *self.pool_size, *self.stride, omp_max_threads())
         return dX

@@ -200,26 +200,27 @@ def test_conv_build_validation():
 
 # ------------------------------------------------------------------------------------ torch
 
+def _assert_matches_torch(torch, conv, layer, X, rng, **conv_args):
+    """Y, dX, dW, db of the built float64 layer against torch's functional conv on its weights."""
+    Wt, b = layer.get_weights()
+    tX, tW, tb = (torch.tensor(a, requires_grad=True) for a in (X, Wt, b))
+    tY = conv(tX, tW, tb, **conv_args)
+    dY = rng.standard_normal(tuple(tY.shape))
+    tY.backward(torch.tensor(dY))
+    Y, dX, (dW, db) = _run_layer(layer, X, dY)
+    for got, want in ((Y, tY.detach()), (dX, tX.grad), (dW, tW.grad), (db, tb.grad)):
+        np.testing.assert_allclose(got, want.numpy(), rtol=1e-6, atol=1e-6)
+
+
 @pytest.mark.parametrize("case", LAYER_CASES)
 def test_conv2d_matches_torch(case, rng):
     torch = pytest.importorskip("torch")
-    F_ = torch.nn.functional
     C, H, W, F, k, s, p = case
     layer = Conv2D(F, k, stride=s, padding=p)
     build_layer(layer, (C, H, W), 3)
     X = rng.standard_normal((3, C, H, W))
-    Wt, b = layer.get_weights()
-    tX = torch.tensor(X, requires_grad=True)
-    tW = torch.tensor(Wt, requires_grad=True)
-    tb = torch.tensor(b, requires_grad=True)
-    tY = F_.conv2d(tX, tW, tb, stride=layer.stride, padding=layer.padding)
-    dY = rng.standard_normal(tuple(tY.shape))
-    tY.backward(torch.tensor(dY))
-    Y, dX, (dW, db) = _run_layer(layer, X, dY)
-    np.testing.assert_allclose(Y, tY.detach().numpy(), rtol=1e-6, atol=1e-6)
-    np.testing.assert_allclose(dX, tX.grad.numpy(), rtol=1e-6, atol=1e-6)
-    np.testing.assert_allclose(dW, tW.grad.numpy(), rtol=1e-6, atol=1e-6)
-    np.testing.assert_allclose(db, tb.grad.numpy(), rtol=1e-6, atol=1e-6)
+    _assert_matches_torch(torch, torch.nn.functional.conv2d, layer, X, rng,
+                          stride=layer.stride, padding=layer.padding)
 
 
 @pytest.mark.parametrize("C,L,F,k,s,p", [(1, 9, 2, 3, 1, 0), (3, 10, 4, 4, 2, 1)])
@@ -228,18 +229,8 @@ def test_conv1d_matches_torch(C, L, F, k, s, p, rng):
     layer = Conv1D(F, k, stride=s, padding=p)
     build_layer(layer, (C, L), 2)
     X = rng.standard_normal((2, C, L))
-    Wt, b = layer.get_weights()
-    tX = torch.tensor(X, requires_grad=True)
-    tW = torch.tensor(Wt, requires_grad=True)
-    tb = torch.tensor(b, requires_grad=True)
-    tY = torch.nn.functional.conv1d(tX, tW, tb, stride=s, padding=p)
-    dY = rng.standard_normal(tuple(tY.shape))
-    tY.backward(torch.tensor(dY))
-    Y, dX, (dW, db) = _run_layer(layer, X, dY)
-    np.testing.assert_allclose(Y, tY.detach().numpy(), rtol=1e-6, atol=1e-6)
-    np.testing.assert_allclose(dX, tX.grad.numpy(), rtol=1e-6, atol=1e-6)
-    np.testing.assert_allclose(dW, tW.grad.numpy(), rtol=1e-6, atol=1e-6)
-    np.testing.assert_allclose(db, tb.grad.numpy(), rtol=1e-6, atol=1e-6)
+    _assert_matches_torch(torch, torch.nn.functional.conv1d, layer, X, rng,
+                          stride=s, padding=p)
 
 
 # ------------------------------------------------------------------------------------ fuzzing
