@@ -22,25 +22,13 @@ import numpy as np
 import nnc
 from nnc.layers import Conv2D, Dense, Flatten, MaxPool2D, ReLU
 
-from _common import parse_args, plot_or_skip, pyplot, save_figure
+from _common import digit_images, parse_args, plot_or_skip, pyplot, save_figure
 
 
 def load_images(seed=0):
-    """(X_train, X_test, y_train, y_test) with X of shape (n, 1, 8, 8) in [0, 1]."""
-    try:
-        from sklearn.datasets import load_digits
-        digits = load_digits()
-        X, y = digits.images / 16.0, digits.target
-    except ImportError:
-        rng = np.random.RandomState(seed)
-        protos = rng.rand(10, 8, 8)
-        y = rng.randint(0, 10, 1797)
-        X = np.clip(protos[y] + 0.3 * rng.randn(len(y), 8, 8), 0, 1)
-    X = X[:, None, :, :].astype(np.float32)
-    order = np.random.RandomState(seed).permutation(len(X))
-    n_test = len(X) // 4
-    test, train = order[:n_test], order[n_test:]
-    return X[train], X[test], y[train], y[test]
+    """(X_train, X_test, y_train, y_test) with X of shape (n, 1, 8, 8): one channel per image."""
+    X_train, X_test, y_train, y_test = digit_images(seed)
+    return X_train[:, None], X_test[:, None], y_train, y_test
 
 
 def confusion_matrix(y_true, y_pred, n_classes):

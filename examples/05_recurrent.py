@@ -20,25 +20,12 @@ import numpy as np
 import nnc
 from nnc.layers import GRU, LSTM
 
-from _common import parse_args, plot_or_skip, pyplot, save_figure
+from _common import digit_images, parse_args, plot_or_skip, pyplot, save_figure
 
 
 def load_sequences(seed=0):
-    """(X_train, X_test, y_train, y_test) with X of shape (n, T=8, F=8) in [0, 1]."""
-    try:
-        from sklearn.datasets import load_digits
-        digits = load_digits()
-        X, y = digits.images / 16.0, digits.target
-    except ImportError:
-        rng = np.random.RandomState(seed)
-        protos = rng.rand(10, 8, 8)
-        y = rng.randint(0, 10, 1797)
-        X = np.clip(protos[y] + 0.3 * rng.randn(len(y), 8, 8), 0, 1)
-    X = X.astype(np.float32)
-    order = np.random.RandomState(seed).permutation(len(X))
-    n_test = len(X) // 4
-    test, train = order[:n_test], order[n_test:]
-    return X[train], X[test], y[train], y[test]
+    """(X_train, X_test, y_train, y_test) with X of shape (n, T=8, F=8): each image row is a step."""
+    return digit_images(seed)
 
 
 def plot(curves, path):

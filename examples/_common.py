@@ -45,3 +45,24 @@ def plot_or_skip(args, plot, *data):
         plot(*data, args.out)
     except ImportError:
         print("matplotlib is not installed: no plot")
+
+
+def digit_images(seed=0):
+    """The 8x8 digits as (X_train, X_test, y_train, y_test), X float32 of shape (n, 8, 8) in [0, 1].
+
+    Without scikit-learn, noisy copies of ten random prototypes stand in for the digits."""
+    import numpy as np
+    try:
+        from sklearn.datasets import load_digits
+        digits = load_digits()
+        X, y = digits.images / 16.0, digits.target
+    except ImportError:
+        rng = np.random.RandomState(seed)
+        protos = rng.rand(10, 8, 8)
+        y = rng.randint(0, 10, 1797)
+        X = np.clip(protos[y] + 0.3 * rng.randn(len(y), 8, 8), 0, 1)
+    X = X.astype(np.float32)
+    order = np.random.RandomState(seed).permutation(len(X))
+    n_test = len(X) // 4
+    test, train = order[:n_test], order[n_test:]
+    return X[train], X[test], y[train], y[test]
