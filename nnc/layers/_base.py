@@ -25,6 +25,7 @@ Life cycle, driven by ``nnc.Sequential`` (see ``nnc/_network.py``):
 Activation-like layers set ``inplace_capable = True``: the network may then let them overwrite their
 input buffer (when that buffer is a workspace of a previous layer that does not need its output).
 """
+import abc
 from collections import namedtuple
 
 import numpy as np
@@ -55,8 +56,8 @@ def _check_positive_int(value, name):
     return int(value)
 
 
-class Layer:
-    """Base class of all layers: see the module docstring for the protocol."""
+class Layer(abc.ABC):
+    """Abstract base class of all layers: see the module docstring for the protocol."""
 
     #: True when backward can run with the output buffer overwritten by the next layer in place.
     inplace_capable = False
@@ -98,11 +99,13 @@ class Layer:
         self.batch_size = int(batch_size)
 
     # -- computation ---------------------------------------------------------------------------
+    @abc.abstractmethod
     def forward(self, X, training=False):
-        raise NotImplementedError  # pragma: no cover - every concrete layer overrides
+        """Output for X (n, *input_shape): a workspace view (n, *output_shape)."""
 
+    @abc.abstractmethod
     def backward(self, dY, need_dX=True):
-        raise NotImplementedError  # pragma: no cover - every concrete layer overrides
+        """Overwrite the parameter gradients; return dX (a workspace view) or None."""
 
     # -- weights -------------------------------------------------------------------------------
     def get_weights(self):
