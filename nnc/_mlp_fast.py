@@ -20,11 +20,7 @@ import numpy as np
 from nnc._kernels import _mlp
 from nnc.layers._dense import Dense
 from nnc.layers._activations import Identity, Sigmoid, Tanh, ReLU, LeakyReLU
-
-try:
-    from nnc.layers._reshape import Flatten
-except ImportError:  # pragma: no cover
-    Flatten = None
+from nnc.layers._reshape import Flatten
 
 __all__ = ["select", "forward_fn", "enabled"]
 
@@ -92,7 +88,7 @@ def _build_plan(net):
     for i, layer in enumerate(layers):
         cls = type(layer)
         F = width
-        if Flatten is not None and cls is Flatten:
+        if cls is Flatten:
             continue
         if cls is Dense:
             if len(layer.params) != 2:
@@ -162,7 +158,7 @@ def select(net, optimizer):
     """The compiled epoch function for (net, optimizer), or None when unsupported/disabled."""
     if not enabled() or not _optimizer_supported(optimizer):
         return None
-    clip = getattr(net, "clip_grad_norm", None)
+    clip = net.clip_grad_norm
     if clip and not (isinstance(clip, (int, float, np.floating)) and clip > 0):
         return None          # the generic loop reports the bad value
     if _get_plan(net) is None:
@@ -224,8 +220,7 @@ def train_epoch(net, X, y, optimizer, batch_size, sample_weight=None, indices=No
         indices = np.ascontiguousarray(indices, dtype=np.int64)
         if n and indices.min() < 0:          # np.take semantics: negative counts from the end
             indices = np.where(indices < 0, indices + n, indices)
-    clip = getattr(net, "clip_grad_norm", None)
-    clip = float(clip) if clip else 0.0
+    clip = float(net.clip_grad_norm) if net.clip_grad_norm else 0.0
     bufs = _train_buffers(net, plan, B, Y is not None, dtype)
     s1, s2 = optimizer._kernel_state(net.params)
     config = optimizer._kernel_config(1.0, net.n_decay)

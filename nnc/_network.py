@@ -16,10 +16,8 @@ from nnc.layers._activations import _Activation, Sigmoid
 from nnc.losses import get_loss
 from nnc._validation import check_input, check_sample_weight, resolve_dtype
 
-try:  # compiled forward pass of dense-only networks (nnc/_mlp_fast.py)
-    from nnc import _mlp_fast
-except ImportError:  # pragma: no cover - kernels not built
-    _mlp_fast = None
+from nnc import _mlp_fast
+from nnc._trainer import run_epoch
 
 # predictions are computed in chunks of this many rows, so predict on big X allocates little
 _PREDICT_CHUNK = 4096
@@ -70,6 +68,8 @@ class Sequential:
         self.params = None
         self.grads = None
         self.n_decay = 0
+        #: global gradient-norm clipping applied before each optimizer step (None: off)
+        self.clip_grad_norm = None
         self._batch_size = 0
         if input_shape is not None:
             self.build(input_shape)
@@ -203,7 +203,7 @@ class Sequential:
         X = self._check_X(X)
         n = X.shape[0]
         out = np.empty((n,) + self.output_shape, dtype=self.dtype)
-        fast = None if training or _mlp_fast is None else _mlp_fast.forward_fn(self)
+        fast = None if training else _mlp_fast.forward_fn(self)
         if fast is not None:  # dense-only networks: the whole pass in one compiled call
             return fast(X, out)
         chunk = max(self._batch_size, min(n, _PREDICT_CHUNK))
@@ -246,7 +246,6 @@ class Sequential:
         size (``loss_scale`` = 1/n_outputs reproduces MLPRegressor's reported loss).  Raises
         FloatingPointError (weights of the failing batch are not applied) when a loss is not finite.
         """
-        from nnc._trainer import run_epoch
         return run_epoch(self, X, y, optimizer, batch_size, sample_weight, indices, loss_scale)
 
     # ------------------------------------------------------------------ weights
@@ -303,6 +302,7 @@ class Sequential:
         return state
 
     def __setstate__(self, state):
+        state.setdefault("clip_grad_norm", None)
         self.__dict__.update(state)
         if self.params is not None:
             self.grads = np.zeros_like(self.params)

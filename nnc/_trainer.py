@@ -7,6 +7,9 @@ nnc._kernels._mlp, which runs the whole epoch without the GIL.
 """
 import numpy as np
 
+from nnc import _mlp_fast
+from nnc._kernels import _optim
+
 
 def _gather_buffers(net, X, y, sample_weight, batch_size):
     key = (batch_size, X.shape[1:], y.shape[1:], y.dtype, sample_weight is not None)
@@ -27,7 +30,7 @@ def run_epoch(net, X, y, optimizer, batch_size, sample_weight=None, indices=None
     # one copy per epoch: if a batch blows up, the weights go back to the last finite state
     snapshot = net.params.copy()
     try:
-        fast = _fast_path(net, optimizer)
+        fast = _mlp_fast.select(net, optimizer)
         if fast is not None:
             return fast(net, X, y, optimizer, batch_size, sample_weight, indices, loss_scale)
         return _python_epoch(net, X, y, optimizer, batch_size, sample_weight, indices,
@@ -41,6 +44,7 @@ def run_epoch(net, X, y, optimizer, batch_size, sample_weight=None, indices=None
 def _python_epoch(net, X, y, optimizer, batch_size, sample_weight, indices, loss_scale):
     n = X.shape[0]
     alpha = float(getattr(optimizer, "alpha", 0.0))
+    clip = net.clip_grad_norm
     Xg, yg, swg = _gather_buffers(net, X, y, sample_weight, batch_size)
     total = 0.0
     for start in range(0, n, batch_size):
@@ -67,23 +71,9 @@ def _python_epoch(net, X, y, optimizer, batch_size, sample_weight, indices, loss
                 f"the training loss became {loss} (batch starting at sample {start}); the "
                 "weights are those before this batch. Lower the learning rate, scale the inputs "
                 "or set clip_grad_norm.")
-        clip = getattr(net, "clip_grad_norm", None)
         if clip:
-            _clip(net.grads, clip)
+            _optim.clip_grad_norm(net.grads, clip)
         optimizer.step(net.params, net.grads, n_decay=net.n_decay, n_samples=sw_sum)
         total += loss * m
     return total / n
 
-
-def _clip(grads, max_norm):
-    from nnc._kernels import _optim
-    _optim.clip_grad_norm(grads, max_norm)
-
-
-def _fast_path(net, optimizer):
-    """The compiled whole-epoch loop when the network and optimizer support it, else None."""
-    try:
-        from nnc import _mlp_fast
-    except ImportError:
-        return None
-    return _mlp_fast.select(net, optimizer)

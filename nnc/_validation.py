@@ -7,10 +7,9 @@ import numbers
 
 import numpy as np
 
-try:  # scipy is a runtime dependency; sparse input is densified (sklearn's MLP accepts it too)
-    import scipy.sparse as _sp
-except ImportError:  # pragma: no cover
-    _sp = None
+from nnc._kernels._mlp import all_finite as _all_finite_small
+
+import scipy.sparse as _sp  # sparse input is densified (scikit-learn's MLP accepts it too)
 
 
 def resolve_dtype(dtype):
@@ -25,7 +24,7 @@ def resolve_dtype(dtype):
 
 
 def _to_numeric_array(X, name):
-    if _sp is not None and _sp.issparse(X):
+    if _sp.issparse(X):
         X = X.toarray()
     if hasattr(X, "__array__") or isinstance(X, (list, tuple)):
         try:
@@ -51,15 +50,9 @@ def _to_numeric_array(X, name):
 
 def _all_finite(X):
     """True when every element of the C-contiguous float array X is finite."""
-    if _all_finite_small is not None and X.size <= 16384:
-        return _all_finite_small(X)           # no temporary, ~0.1 us on a small array
+    if X.size <= 16384 and X.dtype.char in "fd":
+        return _all_finite_small(X)           # compiled scan, no temporary: ~0.1 us on a row
     return bool(np.isfinite(X).all())
-
-
-try:  # the compiled scan (nnc/_kernels/_mlp.pyx); NumPy's when the kernels are not built
-    from nnc._kernels._mlp import all_finite as _all_finite_small
-except ImportError:  # pragma: no cover
-    _all_finite_small = None
 
 
 def check_input(X, dtype, sample_shape=None, name="X", allow_2d_flat=True, min_samples=1):
@@ -102,7 +95,7 @@ def check_input(X, dtype, sample_shape=None, name="X", allow_2d_flat=True, min_s
                 raise ValueError(f"{name} has sample shape {tuple(arr.shape[1:])}, but this model "
                                  f"expects {sample_shape} (or a 2-D array with {size} columns).")
     out = np.ascontiguousarray(arr, dtype=dtype)
-    if out.dtype.kind == "f" and not np.isfinite(out).all():
+    if out.dtype.kind == "f" and not _all_finite(out):
         kind = "NaN" if np.isnan(out).any() else "infinity"
         raise ValueError(f"Input {name} contains {kind} or a value too large for {out.dtype}.")
     return out

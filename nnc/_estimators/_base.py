@@ -427,7 +427,7 @@ class BaseNeuralNet(SaveMixin, BaseEstimator):
         y_net = net._check_y(targets.y, n)
         state = self._initial_state(net, warm)
         snapshot = net.params.copy() if warm else None
-        old_clip = getattr(net, "clip_grad_norm", None)
+        old_clip = net.clip_grad_norm
         try:
             net.clip_grad_norm = self._clip_grad_norm()
             if warm:

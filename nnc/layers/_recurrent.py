@@ -10,6 +10,8 @@ fused gate kernels, backward through time with one GEMM for both weight gradient
 history is consumed by backward, so backward must follow a forward call.  On CPUs with AVX2 and
 FMA the same kernels compiled for that ISA (``nnc._kernels._recurrent_avx2``) are used.
 """
+import abc
+
 import numpy as np
 
 from nnc._kernels import _recurrent as _K
@@ -206,13 +208,14 @@ class _Recurrent(Layer):
         return self._run_backward(dY if self.return_sequences else dY.reshape(n, 1, self.units),
                                   need_dX)
 
+    @abc.abstractmethod
     def _run_forward(self, X, Y3):
         """Kernel call writing the states into Y3 (n, T or 1, U): any strides, contiguous last
         axis (Bidirectional passes halves of its output)."""
-        raise NotImplementedError  # pragma: no cover
 
+    @abc.abstractmethod
     def _run_backward(self, dY3, need_dX):
-        raise NotImplementedError  # pragma: no cover
+        """Kernel call for backprop through time; returns dX or None."""
 
     def _common(self, n):
         """(Z, P, dh, acc, dXf, dX) views for a batch of n (dXf, dX None unless requested)."""
