@@ -95,10 +95,15 @@ def check_input(X, dtype, sample_shape=None, name="X", allow_2d_flat=True, min_s
                 raise ValueError(f"{name} has sample shape {tuple(arr.shape[1:])}, but this model "
                                  f"expects {sample_shape} (or a 2-D array with {size} columns).")
     out = np.ascontiguousarray(arr, dtype=dtype)
-    if out.dtype.kind == "f" and not _all_finite(out):
-        kind = "NaN" if np.isnan(out).any() else "infinity"
-        raise ValueError(f"Input {name} contains {kind} or a value too large for {out.dtype}.")
+    check_finite(out, name)
     return out
+
+
+def check_finite(arr, name):
+    """ValueError naming `name` when the float array `arr` holds NaN or infinity."""
+    if arr.dtype.kind == "f" and not _all_finite(arr):
+        kind = "NaN" if np.isnan(arr).any() else "infinity"
+        raise ValueError(f"Input {name} contains {kind} or a value too large for {arr.dtype}.")
 
 
 def check_sample_weight(sample_weight, n_samples, dtype):

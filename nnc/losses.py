@@ -23,42 +23,21 @@ import numbers
 
 import numpy as np
 
-from nnc._kernels import _losses as _k
 from nnc._kernels import _activations as _act
+from nnc._kernels import _losses as _k
+from nnc._validation import _to_numeric_array, check_finite
 
 __all__ = ["Loss", "get_loss", "LOSSES"]
 
 
 def _as_numeric(y):
     """Array-like → numeric ndarray (bool/int/uint/float); errors name the problem."""
-    if hasattr(y, "toarray") and hasattr(y, "nnz"):  # scipy.sparse
-        y = y.toarray()
-    if not (hasattr(y, "__array__") or isinstance(y, (list, tuple))):
-        raise TypeError(f"y must be array-like, got {type(y).__name__}")
-    try:
-        arr = np.asarray(y)
-    except Exception as exc:  # ragged lists, etc.
-        raise ValueError(f"y could not be converted to a numeric array: {exc}") from exc
-    if np.iscomplexobj(arr):
-        raise ValueError(f"Complex data not supported: y has dtype {arr.dtype}")
-    if arr.dtype.kind == "O":
-        try:
-            arr = arr.astype(np.float64)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"y contains non-numeric values: {exc}") from exc
-    if arr.dtype.kind not in "biuf":
-        raise ValueError(f"y must be numeric, got dtype {arr.dtype}")
+    arr = _to_numeric_array(y, "y")
     if arr.ndim == 0:
         raise ValueError(f"y must be an array of targets, got a scalar {arr!r}")
     if arr.shape[0] == 0:
         raise ValueError(f"y is empty (shape {arr.shape})")
     return arr
-
-
-def _check_finite(arr):
-    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-        kind = "NaN" if np.isnan(arr).any() else "infinity"
-        raise ValueError(f"Input y contains {kind} or a value too large for {arr.dtype}.")
 
 
 def _rows(a, name):
@@ -115,7 +94,7 @@ class Loss:
             raise ValueError(f"y has shape {arr.shape}, but the {self.name!r} loss on a model with "
                              f"{size} output(s) expects {expected}(n_samples, {size})")
         out = np.ascontiguousarray(arr, dtype=dtype)
-        _check_finite(out)
+        check_finite(out, "y")
         self._check_values(out)
         return out
 
@@ -204,7 +183,7 @@ class SoftmaxCrossEntropy(Loss):
                              f"(n_samples,), got shape {arr.shape} (one-hot targets: pass "
                              "y.argmax(axis=1))")
         if arr.dtype.kind == "f":
-            _check_finite(arr)
+            check_finite(arr, "y")
             if not np.array_equal(arr, np.floor(arr)):
                 raise ValueError("softmax_cross_entropy targets must be integer class indices, "
                                  "got non-integral values")
