@@ -32,23 +32,28 @@ Measured choices (float32, 1 thread, batch 64, the benchmark's layers 1x28x28 ->
   left is data movement: hence the grid path (that layer's im2col ~170 -> 49 µs, col2im
   ~220 -> 85 µs, forward 366 -> 277 µs, backward ~650 -> 580 µs);
 * db sums use eight independent accumulators (4x faster than a strict-order sum).
+Threads: the im2col / col2im / grid passes run prange over samples with the thread count the
+thread policy gives for their size (nnc/_threads.py); the GEMMs get theirs in _blas._gemm.
 BLAS is never called inside prange.
 """
 from libc.string cimport memset, memcpy
 from cython.parallel cimport prange
 
 from nnc._kernels._blas cimport floating, blas_int, _gemm, NoTrans, Trans_
+from nnc._kernels._parallel cimport _par_begin, _par_end, WORK_IM2COL
 
 # largest value of a BLAS size / leading dimension (32-bit BLAS)
 cdef Py_ssize_t _BLAS_MAX = 2147483647
-# element count below which a pass runs on one thread: waking a second thread costs more than
-# such a pass on a busy 2-core machine (a 3-sample layer ran 10x slower with two threads)
-cdef Py_ssize_t _PAR_MIN = 1 << 15
 
 
 cdef inline int _threads_for(int n_threads, Py_ssize_t n_items, Py_ssize_t work) noexcept nogil:
-    """n_threads for a pass over n_items independent items touching `work` elements, else 1."""
-    return n_threads if n_items > 1 and work >= _PAR_MIN else 1
+    """Threads for a pass over n_items independent samples writing `work` elements: the thread
+    policy's answer for WORK_IM2COL (1 below its threshold; see nnc/_threads.py), at most one
+    per sample.  Pass the result to _par_end when the pass is done."""
+    if n_items < 2:
+        return 1
+    return _par_begin(n_threads if n_threads < n_items else <int>n_items, WORK_IM2COL,
+                      <double>work)
 
 
 cdef inline Py_ssize_t _ceil_div(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
@@ -155,6 +160,7 @@ cdef void _im2col(const floating* X, floating* cols, Py_ssize_t N,
     else:
         for n in range(N):
             _im2col_sample(X + n * CHW, cols + n * blk, P, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW)
+    _par_end(n_threads)
 
 
 cdef void _col2im(const floating* cols, floating* dX, Py_ssize_t N,
@@ -170,6 +176,7 @@ cdef void _col2im(const floating* cols, floating* dX, Py_ssize_t N,
     else:
         for n in range(N):
             _col2im_sample(cols + n * blk, dX + n * CHW, P, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW)
+    _par_end(n_threads)
 
 
 cdef inline void _fill_bias(floating* Y, const floating* b, Py_ssize_t F,
@@ -271,6 +278,7 @@ cdef void _grid_prepare(int op, const floating* src, const floating* b, floating
     else:
         for i in range(n):
             _grid_one(op, src, b, dst, i, C, H, W, F, KH, KW, OH, OW)
+    _par_end(n_threads)
 
 
 cdef inline void _grid_one(int op, const floating* src, const floating* b, floating* dst,

@@ -6,13 +6,13 @@ no random state.
   dropout_forward   writes mask_out = [U >= rate] / (1 - rate) and Y_out = X * mask_out
                     (mask_out may be U itself, Y_out may be X itself: element-wise, same index).
   dropout_backward  writes dX_out = dY * mask (dX_out may be dY itself).
+Threads: prange with the count the thread policy gives for n elements (WORK_ELEMENTWISE, see
+nnc/_threads.py; serial below its threshold).
 """
 from cython.parallel cimport prange
 
 from nnc._kernels._blas cimport floating
-
-# below this many elements a parallel region costs more than it saves
-cdef Py_ssize_t _PAR_MIN = 1 << 16
+from nnc._kernels._parallel cimport _par_begin, _par_end, WORK_ELEMENTWISE
 
 
 cdef void _dropout_forward(const floating* X, const floating* U, floating rate, floating scale,
@@ -20,7 +20,8 @@ cdef void _dropout_forward(const floating* X, const floating* U, floating rate, 
     """mask = [U >= rate] * scale;  Y = X * mask."""
     cdef Py_ssize_t i
     cdef floating m
-    if n_threads > 1 and n >= _PAR_MIN:
+    n_threads = _par_begin(n_threads, WORK_ELEMENTWISE, <double>n)
+    if n_threads > 1:
         for i in prange(n, schedule="static", num_threads=n_threads):
             m = scale if U[i] >= rate else 0
             mask[i] = m
@@ -30,18 +31,21 @@ cdef void _dropout_forward(const floating* X, const floating* U, floating rate, 
             m = scale if U[i] >= rate else 0
             mask[i] = m
             Y[i] = X[i] * m
+    _par_end(n_threads)
 
 
 cdef void _dropout_backward(const floating* dY, const floating* mask, floating* dX, Py_ssize_t n,
                             int n_threads) noexcept nogil:
     """dX = dY * mask."""
     cdef Py_ssize_t i
-    if n_threads > 1 and n >= _PAR_MIN:
+    n_threads = _par_begin(n_threads, WORK_ELEMENTWISE, <double>n)
+    if n_threads > 1:
         for i in prange(n, schedule="static", num_threads=n_threads):
             dX[i] = dY[i] * mask[i]
     else:
         for i in range(n):
             dX[i] = dY[i] * mask[i]
+    _par_end(n_threads)
 
 
 # ---------------------------------------------------------------- Python twins

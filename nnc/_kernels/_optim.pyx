@@ -26,31 +26,25 @@ elements 38 -> 20 us (float64), 25 -> 7 us (float32), measured on the 2-core box
 ``_clip_grad_norm`` computes the global L2 norm of g in double and rescales g in place to
 max_norm when the norm exceeds it; it returns the norm before clipping (NaN/inf left as is).
 
-Threads: buffers of at least PARALLEL_MIN elements are split into cfg.n_threads static chunks
-(prange) when n_threads > 1; smaller ones run serially.  See _PARALLEL_MIN for the measurement.
+Threads: the buffer is split into as many static chunks (prange) as the thread policy gives
+for n parameters with cfg.n_threads as the caller's cap (WORK_OPTIM; serial below its threshold,
+see nnc/_threads.py for the measurement).
 """
 from cython.parallel cimport prange
 from libc.math cimport sqrt, sqrtf, pow
+
+from nnc._kernels._parallel cimport _par_begin, _par_end, WORK_OPTIM
 
 SGD = OPT_SGD
 ADAGRAD = OPT_ADAGRAD
 RMSPROP = OPT_RMSPROP
 ADAM = OPT_ADAM
 
-# Threading threshold.  Measured on the 2-core box (quiet, built with -fno-math-errno): serial
-# Adam costs ~1.9 ns/element in float64, ~0.6 in float32; 2 threads halve that from ~3e4
-# elements up (float64 1e5: 189 -> 98 us; SGD, memory-bound, gains less: 25 -> 16 us).  On a
-# loaded machine one barrier can stall for milliseconds, so threads start only at 2^20 elements
-# (a ~2 ms serial Adam step), where such a stall costs at most about one step.
-cdef Py_ssize_t _PARALLEL_MIN = 1048576
-
-
 def _set_parallel_min(Py_ssize_t n):
-    """Change the threading threshold (tests and benchmarks only); returns the old value."""
-    global _PARALLEL_MIN
-    old = _PARALLEL_MIN
-    _PARALLEL_MIN = max(n, 1)
-    return old
+    """Change the threading threshold (tests and benchmarks only); returns the old value.
+    The threshold is the thread policy's WORK_OPTIM one (nnc/_threads.py has its measurement)."""
+    from nnc._kernels import _parallel
+    return int(_parallel.set_threshold("optim", max(n, 1)))
 
 # Field names of OptimConfig, in order (``optimizer_step`` takes a dict with exactly these keys).
 CONFIG_FIELDS = ("kind", "lr", "momentum", "beta2", "eps", "nesterov", "alpha", "decay",
@@ -192,7 +186,8 @@ cdef void _optimizer_step(OptimConfig* cfg, floating* p, const floating* g, floa
     decay_f = <floating>cfg.decay
     if n <= 0:
         return
-    if nt > 1 and n >= _PARALLEL_MIN:
+    nt = _par_begin(nt, WORK_OPTIM, <double>n)
+    if nt > 1:
         n_chunks = nt
         chunk = (n + n_chunks - 1) // n_chunks
         for c in prange(n_chunks, nogil=True, schedule="static", num_threads=nt):
@@ -201,6 +196,7 @@ cdef void _optimizer_step(OptimConfig* cfg, floating* p, const floating* g, floa
     else:
         _step_chunk(cfg.kind, p, g, s1, s2, 0, n, n_decay, lr_f, a_f, one_m_a, b2_f, one_m_b2,
                     eps_f, decay_f, nesterov)
+    _par_end(nt)
 
 
 cdef double _clip_grad_norm(floating* g, Py_ssize_t n, double max_norm) noexcept nogil:

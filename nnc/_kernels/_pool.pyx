@@ -2,8 +2,8 @@
 
 Dimensions: N samples, C channels, H, W input height / width, KH, KW window, SH, SW strides,
 OH = (H - KH) // SH + 1, OW = (W - KW) // SW + 1.  A "plane" is one (n, c) pair: the loops run
-prange over the N C planes (static schedule, each plane independent) once a pass touches 32K
-elements, serially below that.  Measured (float32, 1 thread, 64x8x26x26, 2x2): max forward
+prange over the N C planes (static schedule, each plane independent) with the thread count the
+thread policy gives for the pass's size (WORK_POOL, see nnc/_threads.py; serial below it).  Measured (float32, 1 thread, 64x8x26x26, 2x2): max forward
 103 µs (a branchy scalar scan took 1.3 ms; PyTorch 2.13 takes ~1.9 ms), backward 75 µs.
 
 Buffers (C-contiguous, caller supplied):
@@ -19,15 +19,17 @@ from libc.string cimport memset
 from cython.parallel cimport prange
 
 from nnc._kernels._blas cimport floating
-
-# element count below which a pass runs on one thread (waking a second thread costs more on a
-# busy 2-core machine: the gradient check of a 3x1x9x7 layer ran 10x slower with two)
-cdef Py_ssize_t _PAR_MIN = 1 << 15
+from nnc._kernels._parallel cimport _par_begin, _par_end, WORK_POOL
 
 
 cdef inline int _threads_for(int n_threads, Py_ssize_t n_items, Py_ssize_t work) noexcept nogil:
-    """n_threads for a pass over n_items independent planes touching `work` elements, else 1."""
-    return n_threads if n_items > 1 and work >= _PAR_MIN else 1
+    """Threads for a pass over n_items independent planes reading `work` elements: the thread
+    policy's answer for WORK_POOL (1 below its threshold; see nnc/_threads.py), at most one per
+    plane.  Pass the result to _par_end when the pass is done."""
+    if n_items < 2:
+        return 1
+    return _par_begin(n_threads if n_threads < n_items else <int>n_items, WORK_POOL,
+                      <double>work)
 
 
 cdef inline Py_ssize_t _takes(floating v, floating best) noexcept nogil:
@@ -113,6 +115,7 @@ cdef void _maxpool2d_forward(const floating* X, floating* Y, int* arg, Py_ssize_
     else:
         for i in range(NC):
             _maxpool_one(X, Y, arg, i, H, W, KH, KW, SH, SW, OH, OW)
+    _par_end(n_threads)
 
 
 cdef inline void _maxpool_one(const floating* X, floating* Y, int* arg, Py_ssize_t i,
@@ -138,6 +141,7 @@ cdef void _maxpool2d_backward(const floating* dY, const int* arg, floating* dX, 
     else:
         for i in range(NC):
             _maxpool_back_plane(dY + i * P, arg + i * P, dX + i * HW, HW, P)
+    _par_end(n_threads)
 
 
 cdef inline void _maxpool_back_plane(const floating* dY, const int* arg, floating* dX,
@@ -161,6 +165,7 @@ cdef void _avgpool2d_forward(const floating* X, floating* Y, Py_ssize_t NC, Py_s
     else:
         for i in range(NC):
             _avgpool_plane(X + i * H * W, Y + i * OH * OW, W, KH, KW, SH, SW, OH, OW)
+    _par_end(n_threads)
 
 
 cdef inline void _avgpool_plane(const floating* X, floating* Y, Py_ssize_t W, Py_ssize_t KH,
@@ -199,6 +204,7 @@ cdef void _avgpool2d_backward(const floating* dY, floating* dX, Py_ssize_t NC, P
     else:
         for i in range(NC):
             _avgpool_back_plane(dY + i * OH * OW, dX + i * H * W, H, W, KH, KW, SH, SW, OH, OW)
+    _par_end(n_threads)
 
 
 cdef inline void _avgpool_back_plane(const floating* dY, floating* dX, Py_ssize_t H, Py_ssize_t W,

@@ -8,7 +8,7 @@ import numpy as np
 
 from nnc.layers._base import Layer, _as_pair
 from nnc._kernels import _pool
-from nnc._kernels._openmp_helpers import omp_max_threads
+from nnc._threads import n_threads
 
 
 class _Pool2D(Layer):
@@ -64,7 +64,7 @@ class MaxPool2D(_Pool2D):
         n = X.shape[0]
         Y = self._ws_out[:n]
         _pool.maxpool2d_forward(X, Y, self._ws_argmax[:n], *self.pool_size, *self.stride,
-                                omp_max_threads())
+                                n_threads())
         return Y
 
     def backward(self, dY, need_dX=True):
@@ -72,7 +72,7 @@ class MaxPool2D(_Pool2D):
             return None
         n = dY.shape[0]
         dX = self._ws_dX[:n]
-        _pool.maxpool2d_backward(dY, self._ws_argmax[:n], dX, omp_max_threads())
+        _pool.maxpool2d_backward(dY, self._ws_argmax[:n], dX, n_threads())
         return dX
 
 
@@ -89,7 +89,7 @@ class AvgPool2D(_Pool2D):
     def forward(self, X, training=False):
         n = X.shape[0]
         Y = self._ws_out[:n]
-        _pool.avgpool2d_forward(X, Y, *self.pool_size, *self.stride, omp_max_threads())
+        _pool.avgpool2d_forward(X, Y, *self.pool_size, *self.stride, n_threads())
         return Y
 
     def backward(self, dY, need_dX=True):
@@ -97,5 +97,5 @@ class AvgPool2D(_Pool2D):
             return None
         n = dY.shape[0]
         dX = self._ws_dX[:n]
-        _pool.avgpool2d_backward(dY, dX, *self.pool_size, *self.stride, omp_max_threads())
+        _pool.avgpool2d_backward(dY, dX, *self.pool_size, *self.stride, n_threads())
         return dX

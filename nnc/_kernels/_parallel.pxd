@@ -1,0 +1,56 @@
+# The thread policy's C side: how many threads one piece of work may use (see _parallel.pyx for
+# the design note and nnc/_threads.py for the decisions and their measurements).
+#
+# Use in a kernel (never call BLAS inside the prange body):
+#
+#     nt = _par_begin(n_threads, WORK_POOL, <double>elements)   # 1 below the kind's threshold
+#     if nt > 1:
+#         for i in prange(n, schedule="static", num_threads=nt): ...
+#     else:
+#         for i in range(n): ...
+#     _par_end(nt)
+#
+# The verbatim C below holds only macros (atomics, thread-local storage), so every module that
+# cimports this file gets them; the policy's state lives once, in _parallel.pyx.
+
+cdef extern from *:
+    """
+    #ifndef NNC_PARALLEL_MACROS
+    #define NNC_PARALLEL_MACROS
+    #if defined(_MSC_VER)
+    #include <intrin.h>
+    #define NNC_TLS __declspec(thread)
+    #define NNC_ADD(p, v) (_InterlockedExchangeAdd((volatile long*)(p), (long)(v)) + (long)(v))
+    #define NNC_TRYLOCK(p) (_InterlockedCompareExchange((volatile long*)(p), 1, 0) == 0)
+    #define NNC_UNLOCK(p) ((void)_InterlockedExchange((volatile long*)(p), 0))
+    #define NNC_RELAX() _mm_pause()
+    #else
+    #define NNC_TLS __thread
+    #define NNC_ADD(p, v) __atomic_add_fetch((p), (long)(v), __ATOMIC_ACQ_REL)
+    #define NNC_TRYLOCK(p) (__atomic_exchange_n((p), 1L, __ATOMIC_ACQUIRE) == 0L)
+    #define NNC_UNLOCK(p) __atomic_store_n((p), 0L, __ATOMIC_RELEASE)
+    #if defined(__x86_64__) || defined(__i386__)
+    #define NNC_RELAX() __builtin_ia32_pause()
+    #else
+    #define NNC_RELAX() ((void)0)
+    #endif
+    #endif
+    #endif
+    """
+
+# Kinds of work, each with its own measured threshold (units in brackets).
+cdef enum:
+    WORK_GEMM = 0          # a BLAS product [m n k multiply-adds]
+    WORK_IM2COL = 1        # im2col / col2im / grid copies [elements written]
+    WORK_POOL = 2          # pooling passes [input elements]
+    WORK_ELEMENTWISE = 3   # dropout, BLAS level 1 [elements]
+    WORK_OPTIM = 4         # fused optimizer step [parameters]
+    N_WORK_KINDS = 5
+
+# Threads for one piece of `work` of `kind`: 1 below the kind's threshold or when cap <= 1, else
+# min(cap, the thread's config cap, omp_get_max_threads() (not for GEMM: the BLAS setting caps
+# those), the CPUs nnc may use, the load governor), divided among the pieces already running in
+# parallel in this process; 1 in a forked child.  A result > 1 registers the piece: pass it to
+# _par_end when the piece is done.
+cdef int _par_begin(int cap, int kind, double work) noexcept nogil
+cdef void _par_end(int n_threads) noexcept nogil

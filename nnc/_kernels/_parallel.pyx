@@ -1,0 +1,447 @@
+"""The thread policy's state and its per-piece decision, in C so nogil kernels can ask.
+
+Why here: every parallel piece of nnc work -- a ``prange`` region of a kernel, or a BLAS product
+issued by ``_blas._gemm`` -- asks ``_par_begin(cap, kind, work)`` how many threads it may use.
+The answer must be cheap (a few ns below the threshold, ~50 ns above it), must not need the GIL
+(the compiled whole-epoch MLP loop asks between batches) and must be one answer for the whole
+process, so the state lives once, in this module, and the other kernels reach it through the
+functions declared in _parallel.pxd.  The decisions and the measurements behind every number
+below are written at the top of nnc/_threads.py (the Python face of this module).
+
+State (C globals):
+
+* ``thresholds[kind]``: below it a piece runs on the calling thread (never wakes a second one);
+* ``hw``: the CPUs nnc may use (affinity set, cgroup quota; set from Python at import), and the
+  CPU ids of the affinity set (the governor reads only their lines of /proc/stat);
+* ``local_cap`` (thread-local): the calling thread's ``nnc.set_config(n_threads=...)``;
+* ``inflight``: parallel pieces running now in this process; a new piece gets budget / inflight
+  threads, so eight threads predicting at once do not start sixteen workers on two cores;
+* ``forked``: set in a forked child (pthread_atfork): everything runs serially there, because
+  GNU OpenMP's worker pool does not survive fork() (a parallel region in the child hangs);
+* the load governor: other processes' CPU use, measured over windows of >= 0.1 s from
+  /proc/stat (busy jiffies of our CPUs, steal included) minus this process's CPU time; the
+  window is closed by whichever thread asks for threads first after 0.1 s (one reader at a
+  time, ~15 us per window, so nothing runs in the background).  The budget drops at once when
+  another process is busy and rises only after two quiet windows; with no window in the last
+  second it starts again from 1 thread.  Linux only: elsewhere the governor is unavailable and
+  the budget is the static one (documented in README "Good to know").
+"""
+from libc.limits cimport INT_MAX
+
+cdef extern from *:
+    """
+    #include <math.h>
+    #include <string.h>
+    #include <time.h>
+    #if defined(__linux__)
+    #include <fcntl.h>
+    #include <unistd.h>
+    #endif
+    #if !defined(_WIN32)
+    #include <pthread.h>
+    #endif
+    #ifdef _OPENMP
+    #include <omp.h>
+    #define NNC_PAR_OMP_MAX() omp_get_max_threads()
+    #else
+    #define NNC_PAR_OMP_MAX() 1
+    #endif
+
+    #define NNC_N_WORK 5
+    #define NNC_MAX_CPUS 8192
+
+    static double nnc_thresholds[NNC_N_WORK] = {
+        /* see nnc/_threads.py, "Thresholds", for the measurements */
+        4.0e6,     /* WORK_GEMM: m n k */
+        65536.0,   /* WORK_IM2COL: elements written */
+        65536.0,   /* WORK_POOL: input elements */
+        131072.0,  /* WORK_ELEMENTWISE: elements */
+        1048576.0  /* WORK_OPTIM: parameters */
+    };
+    static int nnc_hw = 1;              /* CPUs nnc may use */
+    static int nnc_ncpu = 1;            /* CPUs in the affinity set (lines of /proc/stat read) */
+    static unsigned char nnc_cpu_mask[NNC_MAX_CPUS / 8];
+    static int nnc_forked = 0;
+    static long nnc_inflight = 0;
+    static NNC_TLS int nnc_local_cap = 0;    /* 0: no per-thread cap */
+
+    /* ---- the load governor */
+    typedef struct {
+        double t_last;     /* monotonic seconds of the last sample (0: none) */
+        double busy_last;  /* busy seconds of our CPUs at that time */
+        double own_last;   /* this process's CPU seconds at that time */
+        double others;     /* other processes' use over the last window, in CPUs (-1: unknown) */
+        int budget;        /* threads allowed (>= 1) */
+        int up;            /* consecutive windows that asked for more */
+        long windows;      /* windows measured */
+    } nnc_gov_t;
+
+    static double nnc_gov_window = 0.1;   /* seconds */
+    static double nnc_gov_stale = 1.0;    /* older samples start a new measurement */
+    static double nnc_gov_slack = 0.25;   /* CPUs of others' use tolerated per free core */
+    static int nnc_gov_up = 2;            /* quiet windows before the budget rises */
+    static int nnc_gov_on = 1;            /* 0: governor switched off (tests, benchmarks) */
+    static int nnc_gov_available = 0;     /* 1: /proc/stat readable */
+    static long nnc_gov_lock = 0;
+    static nnc_gov_t nnc_gov = {0.0, 0.0, 0.0, -1.0, 1, 0, 0};
+    static double nnc_clk_tck = 100.0;
+
+    static void nnc_gov_update(nnc_gov_t* g, double now, double busy, double own, int ncpu,
+                               int hw) {
+        if (g->t_last > 0.0 && now > g->t_last && now - g->t_last <= nnc_gov_stale) {
+            double dt = now - g->t_last;
+            double others = ((busy - g->busy_last) - (own - g->own_last)) / dt;
+            int target;
+            if (!(others > 0.0)) others = 0.0;
+            target = (int)floor((double)ncpu - others + nnc_gov_slack);
+            if (target > hw) target = hw;
+            if (target < 1) target = 1;
+            g->others = others;
+            g->windows++;
+            if (target < g->budget) {
+                g->budget = target;
+                g->up = 0;
+            } else if (target > g->budget) {
+                if (++g->up >= nnc_gov_up) {
+                    g->budget = target;
+                    g->up = 0;
+                }
+            } else {
+                g->up = 0;
+            }
+        } else {
+            /* no usable window: remember this sample and stay on one thread until measured */
+            g->budget = 1;
+            g->up = 0;
+            g->others = -1.0;
+        }
+        g->t_last = now;
+        g->busy_last = busy;
+        g->own_last = own;
+    }
+
+    static double nnc_monotonic(void) {
+    #if defined(_WIN32)
+        return 0.0;
+    #else
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+    #endif
+    }
+
+    #if defined(__linux__)
+    static char nnc_stat_buf[1 << 16];
+
+    /* CPU seconds of this process (all threads) */
+    static double nnc_own_cpu(void) {
+        struct timespec ts;
+        if (clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts) != 0) return -1.0;
+        return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+    }
+
+    /* busy seconds (user nice system irq softirq steal) summed over the CPUs of the mask */
+    static int nnc_read_busy(double* out) {
+        int fd = open("/proc/stat", O_RDONLY | O_CLOEXEC);
+        ssize_t got, n = 0;
+        char* p;
+        char* end;
+        unsigned long long total = 0;
+        int any = 0;
+        if (fd < 0) return -1;
+        while (n < (ssize_t)sizeof(nnc_stat_buf) - 1) {
+            got = read(fd, nnc_stat_buf + n, sizeof(nnc_stat_buf) - 1 - n);
+            if (got <= 0) break;
+            n += got;
+        }
+        close(fd);
+        if (n <= 0) return -1;
+        nnc_stat_buf[n] = 0;
+        p = nnc_stat_buf;
+        end = nnc_stat_buf + n;
+        while (p < end && p[0] == 'c' && p[1] == 'p' && p[2] == 'u') {
+            char* eol = memchr(p, '\\n', (size_t)(end - p));
+            if (eol == NULL) break;   /* a truncated line: ignore it */
+            if (p[3] >= '0' && p[3] <= '9') {
+                char* q;
+                long id = strtol(p + 3, &q, 10);
+                if (id >= 0 && id < NNC_MAX_CPUS && (nnc_cpu_mask[id >> 3] >> (id & 7)) & 1) {
+                    unsigned long long v[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+                    int i;
+                    for (i = 0; i < 8 && q < eol; i++) v[i] = strtoull(q, &q, 10);
+                    /* user nice system idle iowait irq softirq steal (guest is in user) */
+                    total += v[0] + v[1] + v[2] + v[5] + v[6] + v[7];
+                    any = 1;
+                }
+            }
+            p = eol + 1;
+        }
+        if (!any) return -1;
+        *out = (double)total / nnc_clk_tck;
+        return 0;
+    }
+    #endif
+
+    /* the governor's budget now; closes a window when one is due (one thread at a time) */
+    static int nnc_gov_budget(void) {
+    #if defined(__linux__)
+        double now, busy, own;
+        if (!nnc_gov_on || !nnc_gov_available) return nnc_hw;
+        now = nnc_monotonic();
+        if (now - nnc_gov.t_last < nnc_gov_window) return nnc_gov.budget;
+        if (!NNC_TRYLOCK(&nnc_gov_lock)) return nnc_gov.budget;
+        now = nnc_monotonic();
+        if (now - nnc_gov.t_last >= nnc_gov_window) {
+            own = nnc_own_cpu();
+            if (own < 0.0 || nnc_read_busy(&busy) != 0) {
+                nnc_gov_available = 0;    /* /proc unreadable: no governor from now on */
+            } else {
+                nnc_gov_update(&nnc_gov, now, busy, own, nnc_ncpu, nnc_hw);
+            }
+        }
+        NNC_UNLOCK(&nnc_gov_lock);
+        return nnc_gov_available ? nnc_gov.budget : nnc_hw;
+    #else
+        return nnc_hw;
+    #endif
+    }
+
+    static int nnc_budget(int cap, int use_omp) {
+        int b, o, g;
+        if (nnc_forked) return 1;
+        b = nnc_hw;
+        if (cap < b) b = cap;
+        if (nnc_local_cap > 0 && nnc_local_cap < b) b = nnc_local_cap;
+        if (use_omp) {
+            o = NNC_PAR_OMP_MAX();
+            if (o < b) b = o;
+        }
+        if (b <= 1) return 1;
+        g = nnc_gov_budget();
+        if (g < b) b = g;
+        return b < 1 ? 1 : b;
+    }
+
+    static int nnc_par_begin(int cap, int kind, double work) {
+        int b, nt;
+        long k;
+        if (cap <= 1 || kind < 0 || kind >= NNC_N_WORK || !(work >= nnc_thresholds[kind]))
+            return 1;
+        b = nnc_budget(cap, kind != 0);
+        if (b <= 1) return 1;
+        k = NNC_ADD(&nnc_inflight, 1);
+        nt = (int)(b / (k > 0 ? k : 1));
+        if (nt <= 1) {
+            NNC_ADD(&nnc_inflight, -1);
+            return 1;
+        }
+        return nt;
+    }
+
+    static void nnc_par_end(int nt) {
+        if (nt > 1) NNC_ADD(&nnc_inflight, -1);
+    }
+
+    #if !defined(_WIN32)
+    static void nnc_parallel_atfork_child(void) {
+        nnc_forked = 1;
+        nnc_inflight = 0;
+        nnc_gov_lock = 0;
+    }
+    #endif
+
+    static int nnc_parallel_init(void) {
+    #if defined(__linux__)
+        long tck = sysconf(_SC_CLK_TCK);
+        double busy;
+        if (tck > 0) nnc_clk_tck = (double)tck;
+    #endif
+    #if !defined(_WIN32)
+        if (pthread_atfork(NULL, NULL, nnc_parallel_atfork_child) != 0) return -1;
+    #endif
+    #if defined(__linux__)
+        memset(nnc_cpu_mask, 0, sizeof(nnc_cpu_mask));
+        nnc_cpu_mask[0] = 1;
+        nnc_gov_available = (nnc_own_cpu() >= 0.0 && nnc_read_busy(&busy) == 0);
+    #endif
+        return 0;
+    }
+    """
+    int NNC_N_WORK
+    int NNC_MAX_CPUS
+    double nnc_thresholds[5]
+    int nnc_hw, nnc_ncpu, nnc_forked
+    long nnc_inflight
+    unsigned char nnc_cpu_mask[1024]
+    int nnc_local_cap
+    ctypedef struct nnc_gov_t:
+        double t_last
+        double busy_last
+        double own_last
+        double others
+        int budget
+        int up
+        long windows
+    double nnc_gov_window, nnc_gov_stale, nnc_gov_slack
+    int nnc_gov_up, nnc_gov_on, nnc_gov_available
+    nnc_gov_t nnc_gov
+    void nnc_gov_update(nnc_gov_t* g, double now, double busy, double own, int ncpu,
+                        int hw) noexcept nogil
+    double nnc_monotonic() noexcept nogil
+    int nnc_gov_budget() noexcept nogil
+    int nnc_budget(int cap, int use_omp) noexcept nogil
+    int nnc_par_begin(int cap, int kind, double work) noexcept nogil
+    void nnc_par_end(int nt) noexcept nogil
+    int nnc_parallel_init() noexcept nogil
+
+if nnc_parallel_init() != 0:
+    raise ImportError("nnc._kernels._parallel: pthread_atfork failed")
+
+WORK_KINDS = ("gemm", "im2col", "pool", "elementwise", "optim")
+
+
+cdef int _par_begin(int cap, int kind, double work) noexcept nogil:
+    return nnc_par_begin(cap, kind, work)
+
+
+cdef void _par_end(int n_threads) noexcept nogil:
+    nnc_par_end(n_threads)
+
+
+# ---------------------------------------------------------------- Python face (nnc._threads, tests)
+
+def _kind(kind):
+    if isinstance(kind, str):
+        if kind not in WORK_KINDS:
+            raise ValueError(f"unknown kind of work {kind!r}; choose from {WORK_KINDS}")
+        return WORK_KINDS.index(kind)
+    kind = int(kind)
+    if not 0 <= kind < N_WORK_KINDS:
+        raise ValueError(f"unknown kind of work {kind}")
+    return kind
+
+
+def threads_for(kind, double work, int cap=INT_MAX):
+    """Threads a piece of `work` of `kind` ('gemm', 'im2col', 'pool', 'elementwise', 'optim')
+    would get from this thread now (the decision _par_begin makes; nothing stays registered)."""
+    cdef int k = _kind(kind)
+    cdef int nt = nnc_par_begin(cap, k, work)
+    nnc_par_end(nt)
+    return nt
+
+
+def budget(int cap=INT_MAX, bint openmp=True):
+    """Threads this thread may use now for a piece above the thresholds: min(cap, the thread's
+    config cap, omp_get_max_threads() (openmp=True), CPUs, governor); 1 in a forked child."""
+    return nnc_budget(cap, openmp)
+
+
+def thresholds():
+    """{kind: threshold} (see nnc/_threads.py for the units and measurements)."""
+    return {name: nnc_thresholds[i] for i, name in enumerate(WORK_KINDS)}
+
+
+def set_threshold(kind, double value):
+    """Change one threshold (tests and benchmarks only); returns the old value."""
+    cdef int k = _kind(kind)
+    if not value >= 0:
+        raise ValueError(f"threshold must be >= 0, got {value}")
+    old = nnc_thresholds[k]
+    nnc_thresholds[k] = value
+    return old
+
+
+def set_cpus(int hw, cpu_ids):
+    """The CPUs nnc may use: hw threads at most, the governor reads the lines of cpu_ids."""
+    global nnc_hw, nnc_ncpu
+    cdef int c, n = 0
+    ids = sorted({int(c) for c in cpu_ids if 0 <= int(c) < NNC_MAX_CPUS})
+    if hw < 1:
+        raise ValueError(f"hw must be >= 1, got {hw}")
+    for i in range(sizeof(nnc_cpu_mask)):
+        nnc_cpu_mask[i] = 0
+    for c in ids:
+        nnc_cpu_mask[c >> 3] |= <unsigned char>(1 << (c & 7))
+        n += 1
+    if n == 0:            # unknown affinity: count the first hw CPUs
+        for c in range(min(hw, NNC_MAX_CPUS)):
+            nnc_cpu_mask[c >> 3] |= <unsigned char>(1 << (c & 7))
+        n = min(hw, NNC_MAX_CPUS)
+    nnc_ncpu = n
+    nnc_hw = min(hw, n)
+
+
+def cpus():
+    """(hw, number of CPUs in the affinity set)."""
+    return nnc_hw, nnc_ncpu
+
+
+def set_local_cap(int n):
+    """The calling thread's thread cap (0: none); nnc._config keeps it equal to the thread's
+    config n_threads."""
+    global nnc_local_cap
+    nnc_local_cap = max(n, 0)
+
+
+def local_cap():
+    return nnc_local_cap
+
+
+def forked():
+    """True in a process forked from the one that imported nnc."""
+    return bool(nnc_forked)
+
+
+def inflight():
+    """Parallel pieces running now in this process."""
+    return nnc_inflight
+
+
+def governor_state():
+    """The load governor: {'available', 'on', 'budget', 'others', 'age', 'windows', 'window',
+    'slack'}; 'others' is other processes' CPU use over the last window (None: not measured),
+    'age' the seconds since the last sample (None: none yet)."""
+    cdef double now = nnc_monotonic()
+    with nogil:
+        nnc_gov_budget()            # close a due window, so the answer is current
+    return {"available": bool(nnc_gov_available), "on": bool(nnc_gov_on),
+            "budget": nnc_gov.budget if (nnc_gov_on and nnc_gov_available) else nnc_hw,
+            "others": nnc_gov.others if nnc_gov.others >= 0 else None,
+            "age": now - nnc_gov.t_last if nnc_gov.t_last > 0 else None,
+            "windows": nnc_gov.windows, "window": nnc_gov_window, "slack": nnc_gov_slack}
+
+
+def set_governor(bint on):
+    """Switch the governor on or off (off: the budget ignores other processes; tests and the
+    benchmark's forced-thread runs only); returns the old setting."""
+    global nnc_gov_on
+    old = bool(nnc_gov_on)
+    nnc_gov_on = on
+    return old
+
+
+def governor_reset():
+    """Forget the measurements (the next window starts from 1 thread)."""
+    nnc_gov.t_last = 0.0
+    nnc_gov.budget = 1
+    nnc_gov.up = 0
+    nnc_gov.others = -1.0
+
+
+def governor_simulate(samples, int ncpu, int hw):
+    """Feed the governor's rule (the same C function the live governor runs) with samples
+    (t seconds, busy CPU-seconds of our CPUs, this process's CPU-seconds) and return the
+    (budget, others) after each: unit tests check the rule without timing anything."""
+    cdef nnc_gov_t g
+    g.t_last = 0.0
+    g.busy_last = 0.0
+    g.own_last = 0.0
+    g.others = -1.0
+    g.budget = 1
+    g.up = 0
+    g.windows = 0
+    out = []
+    for t, busy, own in samples:
+        nnc_gov_update(&g, float(t), float(busy), float(own), ncpu, hw)
+        out.append((g.budget, g.others if g.others >= 0 else None))
+    return out
