@@ -324,6 +324,9 @@ def _threads_lines(t, config):
              f" BLAS threads: {blas_text}"]
     if t.get("blas_library"):
         lines.append(f"               {t['blas_library']}")
+    where = {"blas pool": "the BLAS's thread pool (one set of workers for loops and GEMMs)",
+             "openmp": "an OpenMP team", "serial": "the calling thread only (no OpenMP)"}
+    lines.append(f" loop threads: {where.get(t['loops_run_on'], t['loops_run_on'])}")
     lines.append("   thresholds: " + ", ".join(
         f"{k} {v:,.0f}" for k, v in thr.items()) + "  (1 thread below)")
     lines.append(f"    fast path: {config['fast_path']}")

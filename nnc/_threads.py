@@ -122,9 +122,26 @@ def _blas_handles():
     return handles
 
 
+def _find_pool(handle, library):
+    """(gotoblas_pthread address, &blas_num_threads) of OpenBLAS's thread pool in `handle`, or
+    None; both must live in `library` (the BLAS whose thread API was found)."""
+    try:
+        run_addr = ctypes.cast(handle.gotoblas_pthread, ctypes.c_void_p).value
+        size_addr = ctypes.addressof(ctypes.c_int.in_dll(handle, "blas_num_threads"))
+    except (AttributeError, ValueError):
+        return None
+    if not run_addr or not size_addr or library is None:
+        return None
+    if _library_path(run_addr) != library or _library_path(size_addr) != library:
+        return None
+    return run_addr, size_addr
+
+
 def _find_blas_thread_api():
-    """(get address, set address, symbol prefix, library path) of the thread API of the BLAS
-    SciPy calls, or None (MKL, Accelerate, reference BLAS: no control)."""
+    """{get, set, name, library, pool} for the BLAS SciPy calls: the addresses of its
+    get/set_num_threads, the symbol name, its file, and (run, size) addresses of its thread pool
+    (OpenBLAS's gotoblas_pthread / blas_num_threads, or None); None without a thread API (MKL,
+    Accelerate, reference BLAS: no control)."""
     try:
         handles = _blas_handles()
     except ImportError:  # pragma: no cover - SciPy always has cython_blas
@@ -139,7 +156,9 @@ def _find_blas_thread_api():
             get_addr = ctypes.cast(get_fn, ctypes.c_void_p).value
             set_addr = ctypes.cast(set_fn, ctypes.c_void_p).value
             if get_addr and set_addr:
-                return get_addr, set_addr, get_name, _library_path(get_addr)
+                library = _library_path(get_addr)
+                return {"get": get_addr, "set": set_addr, "name": set_name,
+                        "library": library, "pool": _find_pool(handle, library)}
     return None
 
 
@@ -149,7 +168,9 @@ _HW, _CPU_IDS = _cpus()
 _parallel.set_cpus(_HW, _CPU_IDS)
 _BLAS_API = _find_blas_thread_api()
 if _BLAS_API is not None:
-    _blas.set_thread_api(_BLAS_API[0], _BLAS_API[1])
+    _blas.set_thread_api(_BLAS_API["get"], _BLAS_API["set"])
+    if _BLAS_API["pool"] is not None:
+        _parallel.set_pool(*_BLAS_API["pool"])
 
 
 # ---------------------------------------------------------------------- the policy's answers
@@ -184,8 +205,9 @@ def info():
         "forked_child": _parallel.forked(),
         "governor": gov,
         "blas_control": _BLAS_API is not None,
-        "blas_api": None if _BLAS_API is None else _BLAS_API[2].replace("get_", "set_"),
-        "blas_library": None if _BLAS_API is None else _BLAS_API[3],
+        "blas_api": None if _BLAS_API is None else _BLAS_API["name"],
+        "blas_library": None if _BLAS_API is None else _BLAS_API["library"],
         "blas_threads": blas_threads,
+        "loops_run_on": _parallel.pool(),
         "thresholds": _parallel.thresholds(),
     }

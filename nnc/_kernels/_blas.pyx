@@ -208,6 +208,20 @@ def blas_threads():
     return nnc_blas_get()
 
 
+def planned_threads(double m, double n, double k, bint level1=False):
+    """Threads a product of m n k multiply-adds (a level-1 call of n elements when level1) issued
+    now from this thread would run with: min(the policy's count, the caller's BLAS setting);
+    0 when nnc leaves the call to the BLAS (no thread API, or small enough that OpenBLAS runs it
+    on the calling thread by itself)."""
+    cdef double work = n if level1 else m * n * k
+    cdef int nt
+    if nnc_blas_set == NULL or work <= (nnc_blas_serial_l1 if level1 else nnc_blas_serial_mnk):
+        return 0
+    nt = _par_begin(INT_MAX, WORK_ELEMENTWISE if level1 else WORK_GEMM, work)
+    _par_end(nt)
+    return max(1, min(nt, nnc_blas_get() if nnc_blas_holders == 0 else nnc_blas_user))
+
+
 def serial_sizes():
     """(m n k, level-1 n) at or below which the BLAS runs serially by itself (no hold)."""
     return nnc_blas_serial_mnk, nnc_blas_serial_l1

@@ -1,13 +1,14 @@
 # The thread policy's C side: how many threads one piece of work may use (see _parallel.pyx for
 # the design note and nnc/_threads.py for the decisions and their measurements).
 #
-# Use in a kernel (never call BLAS inside the prange body):
+# Use in a kernel: describe the piece as nt jobs (structs with a static share [lo, hi) of the
+# items each), then run them (never call BLAS inside a job):
 #
+#     cdef MyJob jobs[MAX_JOBS]
 #     nt = _par_begin(n_threads, WORK_POOL, <double>elements)   # 1 below the kind's threshold
-#     if nt > 1:
-#         for i in prange(n, schedule="static", num_threads=nt): ...
-#     else:
-#         for i in range(n): ...
+#     for t in range(nt):
+#         jobs[t] = ...; jobs[t].lo = _chunk_lo(n, nt, t); jobs[t].hi = _chunk_lo(n, nt, t + 1)
+#     _par_run(nt, _my_job, jobs, sizeof(MyJob))                # nt == 1: _my_job(&jobs[0])
 #     _par_end(nt)
 #
 # The verbatim C below holds only macros (atomics, thread-local storage), so every module that
@@ -38,6 +39,10 @@ cdef extern from *:
     #endif
     """
 
+# Most jobs one piece is split into (_par_begin never returns more).
+cdef enum:
+    MAX_JOBS = 64
+
 # Kinds of work, each with its own measured threshold (units in brackets).
 cdef enum:
     WORK_GEMM = 0          # a BLAS product [m n k multiply-adds]
@@ -54,3 +59,17 @@ cdef enum:
 # _par_end when the piece is done.
 cdef int _par_begin(int cap, int kind, double work) noexcept nogil
 cdef void _par_end(int n_threads) noexcept nogil
+
+# Run jobs[0 .. n_threads) (job t at (char*)jobs + t * stride) at the same time, one per thread,
+# each under the caller's floating-point control word; returns when all are done.  The threads
+# are the BLAS's own pool when it lends one (OpenBLAS: nnc's loops and its GEMMs then share one
+# set of workers, see nnc/_threads.py), else an OpenMP team; n_threads == 1 calls fn(jobs).
+ctypedef void (*job_fn)(void* job) noexcept nogil
+cdef void _par_run(int n_threads, job_fn fn, void* jobs, size_t stride) noexcept nogil
+
+
+cdef inline Py_ssize_t _chunk_lo(Py_ssize_t n, int nt, int t) noexcept nogil:
+    """Start of job t's static share when n items go to nt jobs (job t: [lo(t), lo(t + 1)))."""
+    cdef Py_ssize_t chunk = (n + nt - 1) // nt
+    cdef Py_ssize_t lo = chunk * t
+    return lo if lo < n else n

@@ -28,6 +28,8 @@ State (C globals):
 """
 from libc.limits cimport INT_MAX
 
+from nnc._kernels._openmp cimport NNC_HAVE_OPENMP
+
 cdef extern from *:
     """
     #include <math.h>
@@ -49,6 +51,7 @@ cdef extern from *:
 
     #define NNC_N_WORK 5
     #define NNC_MAX_CPUS 8192
+    #define NNC_MAX_JOBS 64
 
     static double nnc_thresholds[NNC_N_WORK] = {
         /* see nnc/_threads.py, "Thresholds", for the measurements */
@@ -229,6 +232,7 @@ cdef extern from *:
             return 1;
         b = nnc_budget(cap, kind != 0);
         if (b <= 1) return 1;
+        if (b > NNC_MAX_JOBS) b = NNC_MAX_JOBS;
         k = NNC_ADD(&nnc_inflight, 1);
         nt = (int)(b / (k > 0 ? k : 1));
         if (nt <= 1) {
@@ -240,6 +244,66 @@ cdef extern from *:
 
     static void nnc_par_end(int nt) {
         if (nt > 1) NNC_ADD(&nnc_inflight, -1);
+    }
+
+    /* ---- running one piece's jobs: on the BLAS's thread pool when it lends one, else OpenMP */
+    typedef void (*nnc_job_fn)(void*);
+    typedef int (*nnc_pool_run_t)(int, void*, void*, int);
+    static nnc_pool_run_t nnc_pool_run = NULL;   /* OpenBLAS gotoblas_pthread */
+    static int* nnc_pool_size = NULL;            /* OpenBLAS blas_num_threads */
+    static int nnc_pool_on = 1;
+
+    #if defined(__SSE2__) || defined(_M_X64) || (defined(_M_IX86_FP) && _M_IX86_FP >= 2)
+    #include <xmmintrin.h>
+    #define NNC_GETCSR() _mm_getcsr()
+    #define NNC_SETCSR(v) _mm_setcsr(v)
+    #else
+    #define NNC_GETCSR() 0u
+    #define NNC_SETCSR(v) ((void)(v))
+    #endif
+
+    /* every job runs with the caller's floating-point control word (flush-to-zero in the
+       compiled MLP epoch), so a piece gives the same numbers on any number of threads */
+    typedef struct { nnc_job_fn fn; void* job; unsigned int csr; } nnc_tramp_t;
+
+    static void nnc_tramp(void* p) {
+        nnc_tramp_t* t = (nnc_tramp_t*)p;
+        unsigned int old = NNC_GETCSR();
+        if (old != t->csr) NNC_SETCSR(t->csr);
+        t->fn(t->job);
+        if (old != t->csr) NNC_SETCSR(old);
+    }
+
+    static int nnc_pool_usable(int nt) {
+        return nnc_pool_on && nnc_pool_run != NULL && nnc_pool_size != NULL
+               && *nnc_pool_size >= nt;
+    }
+
+    static void nnc_par_run(int nt, nnc_job_fn fn, void* jobs, size_t stride) {
+        nnc_tramp_t tr[NNC_MAX_JOBS];
+        unsigned int csr;
+        int i;
+        if (nt <= 1) {
+            fn(jobs);
+            return;
+        }
+        if (nt > NNC_MAX_JOBS) nt = NNC_MAX_JOBS;
+        csr = NNC_GETCSR();
+        for (i = 0; i < nt; i++) {
+            tr[i].fn = fn;
+            tr[i].job = (char*)jobs + (size_t)i * stride;
+            tr[i].csr = csr;
+        }
+        if (nnc_pool_usable(nt)) {
+            nnc_pool_run(nt, (void*)nnc_tramp, (void*)tr, (int)sizeof(nnc_tramp_t));
+            return;
+        }
+    #ifdef _OPENMP
+        #pragma omp parallel for num_threads(nt) schedule(static)
+        for (i = 0; i < nt; i++) nnc_tramp(&tr[i]);
+    #else
+        for (i = 0; i < nt; i++) fn((char*)jobs + (size_t)i * stride);
+    #endif
     }
 
     #if !defined(_WIN32)
@@ -293,6 +357,15 @@ cdef extern from *:
     int nnc_par_begin(int cap, int kind, double work) noexcept nogil
     void nnc_par_end(int nt) noexcept nogil
     int nnc_parallel_init() noexcept nogil
+    ctypedef void (*nnc_job_fn)(void*) noexcept nogil
+    ctypedef int (*nnc_pool_run_t)(int, void*, void*, int) noexcept nogil
+    nnc_pool_run_t nnc_pool_run
+    int* nnc_pool_size
+    int nnc_pool_on
+    int nnc_pool_usable(int nt) noexcept nogil
+    void nnc_par_run(int nt, nnc_job_fn fn, void* jobs, size_t stride) noexcept nogil
+    unsigned int NNC_GETCSR() noexcept nogil
+    void NNC_SETCSR(unsigned int v) noexcept nogil
 
 if nnc_parallel_init() != 0:
     raise ImportError("nnc._kernels._parallel: pthread_atfork failed")
@@ -306,6 +379,10 @@ cdef int _par_begin(int cap, int kind, double work) noexcept nogil:
 
 cdef void _par_end(int n_threads) noexcept nogil:
     nnc_par_end(n_threads)
+
+
+cdef void _par_run(int n_threads, job_fn fn, void* jobs, size_t stride) noexcept nogil:
+    nnc_par_run(n_threads, <nnc_job_fn>fn, jobs, stride)
 
 
 # ---------------------------------------------------------------- Python face (nnc._threads, tests)
@@ -426,6 +503,67 @@ def governor_reset():
     nnc_gov.budget = 1
     nnc_gov.up = 0
     nnc_gov.others = -1.0
+
+
+def set_pool(size_t run_addr, size_t size_addr):
+    """Lend nnc the BLAS's thread pool for its parallel loops: OpenBLAS's
+    ``int gotoblas_pthread(int n, void* fn, void* args, int stride)`` and the address of its
+    ``int blas_num_threads`` (pool size).  0, 0 takes it back (loops then run on OpenMP)."""
+    global nnc_pool_run, nnc_pool_size
+    if (run_addr == 0) != (size_addr == 0):
+        raise ValueError("set_pool: give both addresses or neither")
+    nnc_pool_run = NULL
+    nnc_pool_size = <int*>size_addr
+    nnc_pool_run = <nnc_pool_run_t>run_addr
+
+
+def pool():
+    """Where a piece's jobs run: 'blas pool' (OpenBLAS's threads), 'openmp' or 'serial'."""
+    if nnc_pool_usable(2):
+        return "blas pool"
+    return "openmp" if NNC_HAVE_OPENMP else "serial"
+
+
+def set_pool_enabled(bint on):
+    """Use the BLAS's pool when lent (True) or OpenMP (False; tests); returns the old setting."""
+    global nnc_pool_on
+    old = bool(nnc_pool_on)
+    nnc_pool_on = on
+    return old
+
+
+cdef struct _TestJob:
+    long* out
+    Py_ssize_t lo, hi
+
+
+cdef void _test_job(void* p) noexcept nogil:
+    cdef _TestJob* j = <_TestJob*>p
+    cdef Py_ssize_t i
+    for i in range(j.lo, j.hi):
+        j.out[2 * i] += 1                      # how many times item i was done
+        j.out[2 * i + 1] = NNC_GETCSR()        # the control word it was done under
+
+
+def run_test_jobs(int n_threads, long[::1] out_, unsigned int csr=0):
+    """Run n = len(out_) // 2 items as n_threads static jobs through _par_run (with the
+    floating-point control word csr when it is not 0, restored afterwards): tests check that
+    every item ran once under the caller's control word."""
+    cdef _TestJob jobs[MAX_JOBS]
+    cdef Py_ssize_t n = out_.shape[0] // 2
+    cdef int t
+    cdef unsigned int old = NNC_GETCSR()
+    if not 1 <= n_threads <= MAX_JOBS:
+        raise ValueError(f"n_threads must be in [1, {MAX_JOBS}]")
+    for t in range(n_threads):
+        jobs[t].out = &out_[0]
+        jobs[t].lo = _chunk_lo(n, n_threads, t)
+        jobs[t].hi = _chunk_lo(n, n_threads, t + 1)
+    with nogil:
+        if csr:
+            NNC_SETCSR(csr)
+        _par_run(n_threads, _test_job, jobs, sizeof(_TestJob))
+        NNC_SETCSR(old)
 
 
 def governor_simulate(samples, int ncpu, int hw):
