@@ -307,8 +307,11 @@ def _threads_lines(t, config):
     elif gov["others"] is None:
         gov_text = f"budget {gov['budget']} (no recent window: starts from 1 thread)"
     else:
-        gov_text = (f"budget {gov['budget']}, other processes used {gov['others']:.2f} CPUs "
+        gov_text = (f"budget {gov['budget']}: other processes used {gov['others']:.2f} CPUs "
                     f"in the last {gov['window']:.1f} s window")
+        if gov["latency_ns"] is not None:
+            gov_text += (f"; cores {gov['latency_ns']:.0f} ns apart"
+                         + (" (far: serial)" if gov["far"] else ""))
     if t["blas_control"]:
         blas_text = (f"set per product by nnc ({t['blas_api']}; the caller's setting now: "
                      f"{t['blas_threads']})")

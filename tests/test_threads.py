@@ -28,7 +28,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 @pytest.fixture
 def forced():
-    """Every piece of work gets min(2, the CPUs) threads: governor off, thresholds 0."""
+    """Every piece of work gets the CPUs' threads: governor off, thresholds 0."""
     old_gov = _parallel.set_governor(False)
     old = {k: _parallel.set_threshold(k, 0.0) for k in KINDS}
     try:

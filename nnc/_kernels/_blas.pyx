@@ -98,13 +98,15 @@ if nnc_blas_init() != 0:
 
 
 cdef inline int _blas_before(double work, bint level1) noexcept nogil:
-    """Thread count for a BLAS call of `work` (m n k; n for level 1), holding the BLAS at it
-    when needed.  Returns a token for _blas_after: 0 no decision (no thread API, or small enough
-    that the BLAS runs it serially anyway), n > 0 decided without a hold, -n held."""
-    cdef int nt
+    """Thread count for a BLAS call of `work` (m n k; n for level 1): the policy's answer with
+    the caller's BLAS setting as the cap, held in the BLAS for the call when the setting differs.
+    Returns a token for _blas_after: 0 no decision (no thread API, or small enough that the BLAS
+    runs it serially anyway), n > 0 decided without a hold, -n held at n."""
+    cdef int nt, cap
     if nnc_blas_set == NULL or work <= (nnc_blas_serial_l1 if level1 else nnc_blas_serial_mnk):
         return 0
-    nt = _par_begin(INT_MAX, WORK_ELEMENTWISE if level1 else WORK_GEMM, work)
+    cap = nnc_blas_get() if nnc_blas_holders == 0 else nnc_blas_user
+    nt = _par_begin(cap, WORK_ELEMENTWISE if level1 else WORK_GEMM, work)
     if nt == 1 and nnc_blas_get() == 1:
         return 1            # the BLAS is serial already: nothing to hold
     nnc_blas_hold(nt)
@@ -214,12 +216,11 @@ def planned_threads(double m, double n, double k, bint level1=False):
     0 when nnc leaves the call to the BLAS (no thread API, or small enough that OpenBLAS runs it
     on the calling thread by itself)."""
     cdef double work = n if level1 else m * n * k
-    cdef int nt
     if nnc_blas_set == NULL or work <= (nnc_blas_serial_l1 if level1 else nnc_blas_serial_mnk):
         return 0
-    nt = _par_begin(INT_MAX, WORK_ELEMENTWISE if level1 else WORK_GEMM, work)
-    _par_end(nt)
-    return max(1, min(nt, nnc_blas_get() if nnc_blas_holders == 0 else nnc_blas_user))
+    from nnc._kernels._parallel import threads_for
+    cap = nnc_blas_get() if nnc_blas_holders == 0 else nnc_blas_user
+    return threads_for("elementwise" if level1 else "gemm", work, cap)
 
 
 def serial_sizes():

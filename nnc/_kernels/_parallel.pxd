@@ -8,7 +8,7 @@
 #     nt = _par_begin(n_threads, WORK_POOL, <double>elements)   # 1 below the kind's threshold
 #     for t in range(nt):
 #         jobs[t] = ...; jobs[t].lo = _chunk_lo(n, nt, t); jobs[t].hi = _chunk_lo(n, nt, t + 1)
-#     _par_run(nt, _my_job, jobs, sizeof(MyJob))                # nt == 1: _my_job(&jobs[0])
+#     _par_run(nt, _my_job, jobs, sizeof(MyJob))                # nt == 1: _my_job(jobs)
 #     _par_end(nt)
 #
 # The verbatim C below holds only macros (atomics, thread-local storage), so every module that
@@ -36,6 +36,13 @@ cdef extern from *:
     #define NNC_RELAX() ((void)0)
     #endif
     #endif
+    #if defined(_MSC_VER)
+    #define NNC_LOAD_ACQ(p) (_ReadWriteBarrier(), *(volatile long*)(p))
+    #define NNC_STORE_REL(p, v) (_ReadWriteBarrier(), *(volatile long*)(p) = (v))
+    #else
+    #define NNC_LOAD_ACQ(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
+    #define NNC_STORE_REL(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
+    #endif
     #endif
     """
 
@@ -53,10 +60,10 @@ cdef enum:
     N_WORK_KINDS = 5
 
 # Threads for one piece of `work` of `kind`: 1 below the kind's threshold or when cap <= 1, else
-# min(cap, the thread's config cap, omp_get_max_threads() (not for GEMM: the BLAS setting caps
-# those), the CPUs nnc may use, the load governor), divided among the pieces already running in
-# parallel in this process; 1 in a forked child.  A result > 1 registers the piece: pass it to
-# _par_end when the piece is done.
+# min(cap, the thread's config cap, omp_get_max_threads() (not for GEMM: the BLAS setting is its
+# cap), the CPUs nnc may use, the governor (other processes' load, how far apart the cores are)),
+# divided among the pieces already running in parallel in this process; 1 in a forked child.
+# A result > 1 registers the piece: pass it to _par_end when the piece is done.
 cdef int _par_begin(int cap, int kind, double work) noexcept nogil
 cdef void _par_end(int n_threads) noexcept nogil
 

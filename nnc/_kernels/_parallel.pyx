@@ -1,12 +1,14 @@
-"""The thread policy's state and its per-piece decision, in C so nogil kernels can ask.
+"""The thread policy's state, its per-piece decision and the job runner, in C so nogil kernels
+can ask.
 
-Why here: every parallel piece of nnc work -- a ``prange`` region of a kernel, or a BLAS product
-issued by ``_blas._gemm`` -- asks ``_par_begin(cap, kind, work)`` how many threads it may use.
-The answer must be cheap (a few ns below the threshold, ~50 ns above it), must not need the GIL
-(the compiled whole-epoch MLP loop asks between batches) and must be one answer for the whole
-process, so the state lives once, in this module, and the other kernels reach it through the
-functions declared in _parallel.pxd.  The decisions and the measurements behind every number
-below are written at the top of nnc/_threads.py (the Python face of this module).
+Why here: every parallel piece of nnc work -- a per-sample / per-plane / per-element pass of a
+kernel, or a BLAS product issued by ``_blas._gemm`` -- asks ``_par_begin(cap, kind, work)`` how
+many threads it may use, and the passes run their jobs through ``_par_run``.  The answer must be
+cheap (a compare below the threshold, ~50 ns above it), must not need the GIL (the compiled
+whole-epoch MLP loop asks between batches) and must be one answer for the whole process, so the
+state lives once, in this module, and the other kernels reach it through the functions declared
+in _parallel.pxd.  The decisions and the measurements behind every number below are written at
+the top of nnc/_threads.py (the Python face of this module).
 
 State (C globals):
 
@@ -16,15 +18,23 @@ State (C globals):
 * ``local_cap`` (thread-local): the calling thread's ``nnc.set_config(n_threads=...)``;
 * ``inflight``: parallel pieces running now in this process; a new piece gets budget / inflight
   threads, so eight threads predicting at once do not start sixteen workers on two cores;
-* ``forked``: set in a forked child (pthread_atfork): everything runs serially there, because
-  GNU OpenMP's worker pool does not survive fork() (a parallel region in the child hangs);
-* the load governor: other processes' CPU use, measured over windows of >= 0.1 s from
-  /proc/stat (busy jiffies of our CPUs, steal included) minus this process's CPU time; the
-  window is closed by whichever thread asks for threads first after 0.1 s (one reader at a
-  time, ~15 us per window, so nothing runs in the background).  The budget drops at once when
-  another process is busy and rises only after two quiet windows; with no window in the last
-  second it starts again from 1 thread.  Linux only: elsewhere the governor is unavailable and
-  the budget is the static one (documented in README "Good to know").
+* ``forked``: set in a forked child (pthread_atfork): everything runs serially there (GNU
+  OpenMP's pool does not survive fork(); a forked worker of a process pool must not add threads);
+* the governor, which closes a window of >= 0.1 s whenever a thread asks for threads after one
+  (one thread at a time, nothing runs in the background) and measures two things:
+  - other processes' CPU use: busy jiffies of our CPUs in /proc/stat (steal included) minus this
+    process's CPU time; the budget drops at once when they use more than ``slack`` CPUs of ours
+    and rises again after two quiet windows;
+  - how far apart two of our threads are: a 256-exchange ping-pong of one cache line between the
+    caller and a pool worker (~15 us); on VMs whose vCPUs the host sometimes places on distant
+    cores the exchange takes ~165 ns instead of ~30-55 ns, and every synchronised 2-thread piece
+    then loses (see nnc/_threads.py), so above ``far_ns`` the budget is 1 until two probes are
+    back below ``near_ns``.
+  With no window in the last second it starts again from 1 thread.  Linux only (/proc/stat):
+  elsewhere the governor is unavailable and the budget is the static one.
+* the job runner: ``_par_run`` runs a piece's jobs on OpenBLAS's own thread pool when SciPy's
+  BLAS lends it (``gotoblas_pthread``: nnc's passes and the BLAS products then share one set of
+  workers), else on an OpenMP team; each job runs under the caller's floating-point control word.
 """
 from libc.limits cimport INT_MAX
 
@@ -45,8 +55,10 @@ cdef extern from *:
     #ifdef _OPENMP
     #include <omp.h>
     #define NNC_PAR_OMP_MAX() omp_get_max_threads()
+    #define NNC_HAVE_PAR_RUNNER 1
     #else
     #define NNC_PAR_OMP_MAX() 1
+    #define NNC_HAVE_PAR_RUNNER 0
     #endif
 
     #define NNC_N_WORK 5
@@ -55,11 +67,11 @@ cdef extern from *:
 
     static double nnc_thresholds[NNC_N_WORK] = {
         /* see nnc/_threads.py, "Thresholds", for the measurements */
-        4.0e6,     /* WORK_GEMM: m n k */
-        65536.0,   /* WORK_IM2COL: elements written */
+        2097152.0, /* WORK_GEMM: m n k */
+        32768.0,   /* WORK_IM2COL: elements written */
         65536.0,   /* WORK_POOL: input elements */
-        131072.0,  /* WORK_ELEMENTWISE: elements */
-        1048576.0  /* WORK_OPTIM: parameters */
+        65536.0,   /* WORK_ELEMENTWISE: elements */
+        65536.0    /* WORK_OPTIM: parameters */
     };
     static int nnc_hw = 1;              /* CPUs nnc may use */
     static int nnc_ncpu = 1;            /* CPUs in the affinity set (lines of /proc/stat read) */
@@ -67,61 +79,6 @@ cdef extern from *:
     static int nnc_forked = 0;
     static long nnc_inflight = 0;
     static NNC_TLS int nnc_local_cap = 0;    /* 0: no per-thread cap */
-
-    /* ---- the load governor */
-    typedef struct {
-        double t_last;     /* monotonic seconds of the last sample (0: none) */
-        double busy_last;  /* busy seconds of our CPUs at that time */
-        double own_last;   /* this process's CPU seconds at that time */
-        double others;     /* other processes' use over the last window, in CPUs (-1: unknown) */
-        int budget;        /* threads allowed (>= 1) */
-        int up;            /* consecutive windows that asked for more */
-        long windows;      /* windows measured */
-    } nnc_gov_t;
-
-    static double nnc_gov_window = 0.1;   /* seconds */
-    static double nnc_gov_stale = 1.0;    /* older samples start a new measurement */
-    static double nnc_gov_slack = 0.25;   /* CPUs of others' use tolerated per free core */
-    static int nnc_gov_up = 2;            /* quiet windows before the budget rises */
-    static int nnc_gov_on = 1;            /* 0: governor switched off (tests, benchmarks) */
-    static int nnc_gov_available = 0;     /* 1: /proc/stat readable */
-    static long nnc_gov_lock = 0;
-    static nnc_gov_t nnc_gov = {0.0, 0.0, 0.0, -1.0, 1, 0, 0};
-    static double nnc_clk_tck = 100.0;
-
-    static void nnc_gov_update(nnc_gov_t* g, double now, double busy, double own, int ncpu,
-                               int hw) {
-        if (g->t_last > 0.0 && now > g->t_last && now - g->t_last <= nnc_gov_stale) {
-            double dt = now - g->t_last;
-            double others = ((busy - g->busy_last) - (own - g->own_last)) / dt;
-            int target;
-            if (!(others > 0.0)) others = 0.0;
-            target = (int)floor((double)ncpu - others + nnc_gov_slack);
-            if (target > hw) target = hw;
-            if (target < 1) target = 1;
-            g->others = others;
-            g->windows++;
-            if (target < g->budget) {
-                g->budget = target;
-                g->up = 0;
-            } else if (target > g->budget) {
-                if (++g->up >= nnc_gov_up) {
-                    g->budget = target;
-                    g->up = 0;
-                }
-            } else {
-                g->up = 0;
-            }
-        } else {
-            /* no usable window: remember this sample and stay on one thread until measured */
-            g->budget = 1;
-            g->up = 0;
-            g->others = -1.0;
-        }
-        g->t_last = now;
-        g->busy_last = busy;
-        g->own_last = own;
-    }
 
     static double nnc_monotonic(void) {
     #if defined(_WIN32)
@@ -131,119 +88,6 @@ cdef extern from *:
         clock_gettime(CLOCK_MONOTONIC, &ts);
         return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
     #endif
-    }
-
-    #if defined(__linux__)
-    static char nnc_stat_buf[1 << 16];
-
-    /* CPU seconds of this process (all threads) */
-    static double nnc_own_cpu(void) {
-        struct timespec ts;
-        if (clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts) != 0) return -1.0;
-        return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-    }
-
-    /* busy seconds (user nice system irq softirq steal) summed over the CPUs of the mask */
-    static int nnc_read_busy(double* out) {
-        int fd = open("/proc/stat", O_RDONLY | O_CLOEXEC);
-        ssize_t got, n = 0;
-        char* p;
-        char* end;
-        unsigned long long total = 0;
-        int any = 0;
-        if (fd < 0) return -1;
-        while (n < (ssize_t)sizeof(nnc_stat_buf) - 1) {
-            got = read(fd, nnc_stat_buf + n, sizeof(nnc_stat_buf) - 1 - n);
-            if (got <= 0) break;
-            n += got;
-        }
-        close(fd);
-        if (n <= 0) return -1;
-        nnc_stat_buf[n] = 0;
-        p = nnc_stat_buf;
-        end = nnc_stat_buf + n;
-        while (p < end && p[0] == 'c' && p[1] == 'p' && p[2] == 'u') {
-            char* eol = memchr(p, '\\n', (size_t)(end - p));
-            if (eol == NULL) break;   /* a truncated line: ignore it */
-            if (p[3] >= '0' && p[3] <= '9') {
-                char* q;
-                long id = strtol(p + 3, &q, 10);
-                if (id >= 0 && id < NNC_MAX_CPUS && (nnc_cpu_mask[id >> 3] >> (id & 7)) & 1) {
-                    unsigned long long v[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-                    int i;
-                    for (i = 0; i < 8 && q < eol; i++) v[i] = strtoull(q, &q, 10);
-                    /* user nice system idle iowait irq softirq steal (guest is in user) */
-                    total += v[0] + v[1] + v[2] + v[5] + v[6] + v[7];
-                    any = 1;
-                }
-            }
-            p = eol + 1;
-        }
-        if (!any) return -1;
-        *out = (double)total / nnc_clk_tck;
-        return 0;
-    }
-    #endif
-
-    /* the governor's budget now; closes a window when one is due (one thread at a time) */
-    static int nnc_gov_budget(void) {
-    #if defined(__linux__)
-        double now, busy, own;
-        if (!nnc_gov_on || !nnc_gov_available) return nnc_hw;
-        now = nnc_monotonic();
-        if (now - nnc_gov.t_last < nnc_gov_window) return nnc_gov.budget;
-        if (!NNC_TRYLOCK(&nnc_gov_lock)) return nnc_gov.budget;
-        now = nnc_monotonic();
-        if (now - nnc_gov.t_last >= nnc_gov_window) {
-            own = nnc_own_cpu();
-            if (own < 0.0 || nnc_read_busy(&busy) != 0) {
-                nnc_gov_available = 0;    /* /proc unreadable: no governor from now on */
-            } else {
-                nnc_gov_update(&nnc_gov, now, busy, own, nnc_ncpu, nnc_hw);
-            }
-        }
-        NNC_UNLOCK(&nnc_gov_lock);
-        return nnc_gov_available ? nnc_gov.budget : nnc_hw;
-    #else
-        return nnc_hw;
-    #endif
-    }
-
-    static int nnc_budget(int cap, int use_omp) {
-        int b, o, g;
-        if (nnc_forked) return 1;
-        b = nnc_hw;
-        if (cap < b) b = cap;
-        if (nnc_local_cap > 0 && nnc_local_cap < b) b = nnc_local_cap;
-        if (use_omp) {
-            o = NNC_PAR_OMP_MAX();
-            if (o < b) b = o;
-        }
-        if (b <= 1) return 1;
-        g = nnc_gov_budget();
-        if (g < b) b = g;
-        return b < 1 ? 1 : b;
-    }
-
-    static int nnc_par_begin(int cap, int kind, double work) {
-        int b, nt;
-        long k;
-        if (cap <= 1 || kind < 0 || kind >= NNC_N_WORK || !(work >= nnc_thresholds[kind]))
-            return 1;
-        b = nnc_budget(cap, kind != 0);
-        if (b <= 1) return 1;
-        if (b > NNC_MAX_JOBS) b = NNC_MAX_JOBS;
-        k = NNC_ADD(&nnc_inflight, 1);
-        nt = (int)(b / (k > 0 ? k : 1));
-        if (nt <= 1) {
-            NNC_ADD(&nnc_inflight, -1);
-            return 1;
-        }
-        return nt;
-    }
-
-    static void nnc_par_end(int nt) {
-        if (nt > 1) NNC_ADD(&nnc_inflight, -1);
     }
 
     /* ---- running one piece's jobs: on the BLAS's thread pool when it lends one, else OpenMP */
@@ -306,6 +150,255 @@ cdef extern from *:
     #endif
     }
 
+    /* ---- how far apart two of our threads are: one cache line passed back and forth */
+    typedef struct {
+        long ctr;
+        long n;
+        int abort;
+        double deadline;
+        double t_start, t_end;
+    } nnc_pp_shared_t;
+    typedef struct { nnc_pp_shared_t* s; long me; } nnc_pp_job_t;
+
+    static void nnc_pp_job(void* p) {
+        nnc_pp_job_t* j = (nnc_pp_job_t*)p;
+        nnc_pp_shared_t* s = j->s;
+        long i;
+        unsigned int spins = 0;
+        for (i = j->me; i < s->n; i += 2) {
+            while (NNC_LOAD_ACQ(&s->ctr) != i) {
+                if (s->abort) return;
+                if ((++spins & 4095u) == 0 && nnc_monotonic() > s->deadline) {
+                    s->abort = 1;   /* the other thread did not run: no answer */
+                    return;
+                }
+                NNC_RELAX();
+            }
+            if (j->me == 0 && i == 2) s->t_start = nnc_monotonic();  /* both awake */
+            NNC_STORE_REL(&s->ctr, i + 1);
+        }
+        if (j->me == 0) s->t_end = nnc_monotonic();
+    }
+
+    /* ns per one-way hand-over of a cache line between the caller and a worker (256
+       hand-overs), or -1 when the worker did not answer within 2 ms */
+    static double nnc_probe_latency(void) {
+        nnc_pp_shared_t s;
+        nnc_pp_job_t jobs[2];
+        s.ctr = 0;
+        s.n = 258;
+        s.abort = 0;
+        s.t_start = 0.0;
+        s.t_end = 0.0;
+        s.deadline = nnc_monotonic() + 0.002;
+        jobs[0].s = &s;
+        jobs[0].me = 0;
+        jobs[1].s = &s;
+        jobs[1].me = 1;
+        nnc_par_run(2, nnc_pp_job, jobs, sizeof(nnc_pp_job_t));
+        if (s.abort || s.t_end <= s.t_start) return -1.0;
+        return 1e9 * (s.t_end - s.t_start) / (double)(s.n - 3);
+    }
+
+    /* ---- the governor */
+    typedef struct {
+        double t_last;     /* monotonic seconds of the last sample (0: none) */
+        double busy_last;  /* busy seconds of our CPUs at that time */
+        double own_last;   /* this process's CPU seconds at that time */
+        double others;     /* other processes' use over the last window, in CPUs (-1: unknown) */
+        double lat;        /* last cache-line hand-over time, ns (-1: not measured) */
+        int load_budget;   /* threads the load allows (>= 1) */
+        int far;           /* 1: our cores were measured far apart */
+        int budget;        /* threads allowed (>= 1) */
+        int up;            /* consecutive windows that asked for more threads */
+        int near;          /* unused (kept for the layout) */
+        long windows;      /* windows measured */
+    } nnc_gov_t;
+
+    static double nnc_gov_window = 0.1;   /* seconds */
+    static double nnc_gov_stale = 1.0;    /* older samples start a new measurement */
+    static double nnc_gov_slack = 0.25;   /* CPUs of others' use tolerated */
+    static double nnc_gov_far_ns = 100.0; /* hand-over time above which cores count as far */
+    static double nnc_gov_near_ns = 80.0; /* ... and below which they count as near again */
+    static int nnc_gov_up = 2;            /* quiet windows before the load budget rises */
+    static int nnc_gov_on = 1;            /* 0: governor switched off (tests, benchmarks) */
+    static int nnc_gov_probe_on = 1;      /* 0: no topology probe */
+    static int nnc_gov_available = 0;     /* 1: /proc/stat readable */
+    static long nnc_gov_lock = 0;
+    static nnc_gov_t nnc_gov = {0.0, 0.0, 0.0, -1.0, -1.0, 1, 1, 1, 0, 0, 0};
+    static double nnc_clk_tck = 100.0;
+
+    /* the load half of a window: busy / own CPU seconds now */
+    static void nnc_gov_update(nnc_gov_t* g, double now, double busy, double own, int ncpu,
+                               int hw) {
+        if (g->t_last > 0.0 && now > g->t_last && now - g->t_last <= nnc_gov_stale) {
+            double dt = now - g->t_last;
+            double others = ((busy - g->busy_last) - (own - g->own_last)) / dt;
+            int target;
+            if (!(others > 0.0)) others = 0.0;
+            target = (int)floor((double)ncpu - others + nnc_gov_slack);
+            if (target > hw) target = hw;
+            if (target < 1) target = 1;
+            g->others = others;
+            g->windows++;
+            if (target < g->load_budget) {
+                g->load_budget = target;
+                g->up = 0;
+            } else if (target > g->load_budget) {
+                if (++g->up >= nnc_gov_up) {
+                    g->load_budget = target;
+                    g->up = 0;
+                }
+            } else {
+                g->up = 0;
+            }
+        } else {
+            /* no usable window: remember this sample and stay on one thread until measured;
+               the cores may have moved too */
+            g->load_budget = 1;
+            g->up = 0;
+            g->others = -1.0;
+            g->far = 1;
+            g->lat = -1.0;
+        }
+        g->budget = g->far ? 1 : g->load_budget;
+        g->t_last = now;
+        g->busy_last = busy;
+        g->own_last = own;
+    }
+
+    /* the topology half: lat = ns per hand-over, < 0 when the probe got no answer */
+    static void nnc_gov_topology(nnc_gov_t* g, double lat) {
+        g->lat = lat;
+        if (lat < 0.0 || lat > nnc_gov_far_ns) g->far = 1;
+        else if (lat < nnc_gov_near_ns) g->far = 0;     /* in between: keep the last verdict */
+        g->budget = g->far ? 1 : g->load_budget;
+    }
+
+    #if defined(__linux__)
+    static char nnc_stat_buf[1 << 16];
+
+    /* CPU seconds of this process (all threads) */
+    static double nnc_own_cpu(void) {
+        struct timespec ts;
+        if (clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts) != 0) return -1.0;
+        return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+    }
+
+    /* busy seconds (user nice system irq softirq steal) summed over the CPUs of the mask */
+    static int nnc_read_busy(double* out) {
+        int fd = open("/proc/stat", O_RDONLY | O_CLOEXEC);
+        ssize_t got, n = 0;
+        char* p;
+        char* end;
+        unsigned long long total = 0;
+        int any = 0;
+        if (fd < 0) return -1;
+        while (n < (ssize_t)sizeof(nnc_stat_buf) - 1) {
+            got = read(fd, nnc_stat_buf + n, sizeof(nnc_stat_buf) - 1 - n);
+            if (got <= 0) break;
+            n += got;
+        }
+        close(fd);
+        if (n <= 0) return -1;
+        nnc_stat_buf[n] = 0;
+        p = nnc_stat_buf;
+        end = nnc_stat_buf + n;
+        while (p < end && p[0] == 'c' && p[1] == 'p' && p[2] == 'u') {
+            char* eol = memchr(p, '\\n', (size_t)(end - p));
+            if (eol == NULL) break;   /* a truncated line: ignore it */
+            if (p[3] >= '0' && p[3] <= '9') {
+                char* q;
+                long id = strtol(p + 3, &q, 10);
+                if (id >= 0 && id < NNC_MAX_CPUS && (nnc_cpu_mask[id >> 3] >> (id & 7)) & 1) {
+                    unsigned long long v[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+                    int i;
+                    for (i = 0; i < 8 && q < eol; i++) v[i] = strtoull(q, &q, 10);
+                    /* user nice system idle iowait irq softirq steal (guest is in user) */
+                    total += v[0] + v[1] + v[2] + v[5] + v[6] + v[7];
+                    any = 1;
+                }
+            }
+            p = eol + 1;
+        }
+        if (!any) return -1;
+        *out = (double)total / nnc_clk_tck;
+        return 0;
+    }
+    #endif
+
+    /* the governor's budget now; closes a window when one is due (one thread at a time) */
+    static int nnc_gov_budget(void) {
+    #if defined(__linux__)
+        double now, busy, own, lat;
+        if (!nnc_gov_on || !nnc_gov_available) return nnc_hw;
+        now = nnc_monotonic();
+        if (now - nnc_gov.t_last < nnc_gov_window) return nnc_gov.budget;
+        if (!NNC_TRYLOCK(&nnc_gov_lock)) return nnc_gov.budget;
+        now = nnc_monotonic();
+        if (now - nnc_gov.t_last >= nnc_gov_window) {
+            own = nnc_own_cpu();
+            if (own < 0.0 || nnc_read_busy(&busy) != 0) {
+                nnc_gov_available = 0;    /* /proc unreadable: no governor from now on */
+            } else {
+                nnc_gov_update(&nnc_gov, now, busy, own, nnc_ncpu, nnc_hw);
+                /* probe the cores only when the load leaves them to us (a busy core would
+                   hold the hand-over for a time slice) and no piece is using them */
+                if (!nnc_gov_probe_on) {
+                    nnc_gov.far = 0;
+                    nnc_gov.budget = nnc_gov.load_budget;
+                } else if (nnc_gov.load_budget >= 2 && nnc_inflight == 0
+                           && (NNC_HAVE_PAR_RUNNER || nnc_pool_usable(2))) {
+                    lat = nnc_probe_latency();
+                    nnc_gov_topology(&nnc_gov, lat);
+                }
+            }
+        }
+        NNC_UNLOCK(&nnc_gov_lock);
+        return nnc_gov_available ? nnc_gov.budget : nnc_hw;
+    #else
+        return nnc_hw;
+    #endif
+    }
+
+    /* ---- the decision */
+    static int nnc_budget(int cap, int use_omp) {
+        int b, o, g;
+        if (nnc_forked) return 1;
+        b = nnc_hw;
+        if (cap < b) b = cap;
+        if (nnc_local_cap > 0 && nnc_local_cap < b) b = nnc_local_cap;
+        if (use_omp) {
+            o = NNC_PAR_OMP_MAX();
+            if (o < b) b = o;
+        }
+        if (b <= 1) return 1;
+        g = nnc_gov_budget();
+        if (g < b) b = g;
+        if (b > NNC_MAX_JOBS) b = NNC_MAX_JOBS;
+        return b < 1 ? 1 : b;
+    }
+
+    static int nnc_par_begin(int cap, int kind, double work) {
+        int b, nt;
+        long k;
+        if (cap <= 1 || kind < 0 || kind >= NNC_N_WORK || !(work >= nnc_thresholds[kind]))
+            return 1;
+        b = nnc_budget(cap, kind != 0);
+        if (b <= 1) return 1;
+        k = NNC_ADD(&nnc_inflight, 1);
+        nt = (int)(b / (k > 0 ? k : 1));
+        if (nt <= 1) {
+            NNC_ADD(&nnc_inflight, -1);
+            return 1;
+        }
+        return nt;
+    }
+
+    static void nnc_par_end(int nt) {
+        if (nt > 1) NNC_ADD(&nnc_inflight, -1);
+    }
+
     #if !defined(_WIN32)
     static void nnc_parallel_atfork_child(void) {
         nnc_forked = 1;
@@ -331,7 +424,6 @@ cdef extern from *:
         return 0;
     }
     """
-    int NNC_N_WORK
     int NNC_MAX_CPUS
     double nnc_thresholds[5]
     int nnc_hw, nnc_ncpu, nnc_forked
@@ -343,15 +435,21 @@ cdef extern from *:
         double busy_last
         double own_last
         double others
+        double lat
+        int load_budget
+        int far
         int budget
         int up
+        int near
         long windows
-    double nnc_gov_window, nnc_gov_stale, nnc_gov_slack
-    int nnc_gov_up, nnc_gov_on, nnc_gov_available
+    double nnc_gov_window, nnc_gov_stale, nnc_gov_slack, nnc_gov_far_ns, nnc_gov_near_ns
+    int nnc_gov_up, nnc_gov_on, nnc_gov_probe_on, nnc_gov_available
     nnc_gov_t nnc_gov
     void nnc_gov_update(nnc_gov_t* g, double now, double busy, double own, int ncpu,
                         int hw) noexcept nogil
+    void nnc_gov_topology(nnc_gov_t* g, double lat) noexcept nogil
     double nnc_monotonic() noexcept nogil
+    double nnc_probe_latency() noexcept nogil
     int nnc_gov_budget() noexcept nogil
     int nnc_budget(int cap, int use_omp) noexcept nogil
     int nnc_par_begin(int cap, int kind, double work) noexcept nogil
@@ -402,15 +500,20 @@ def threads_for(kind, double work, int cap=INT_MAX):
     """Threads a piece of `work` of `kind` ('gemm', 'im2col', 'pool', 'elementwise', 'optim')
     would get from this thread now (the decision _par_begin makes; nothing stays registered)."""
     cdef int k = _kind(kind)
-    cdef int nt = nnc_par_begin(cap, k, work)
-    nnc_par_end(nt)
+    cdef int nt
+    with nogil:
+        nt = nnc_par_begin(cap, k, work)
+        nnc_par_end(nt)
     return nt
 
 
 def budget(int cap=INT_MAX, bint openmp=True):
     """Threads this thread may use now for a piece above the thresholds: min(cap, the thread's
     config cap, omp_get_max_threads() (openmp=True), CPUs, governor); 1 in a forked child."""
-    return nnc_budget(cap, openmp)
+    cdef int b
+    with nogil:
+        b = nnc_budget(cap, openmp)
+    return b
 
 
 def thresholds():
@@ -475,22 +578,29 @@ def inflight():
 
 
 def governor_state():
-    """The load governor: {'available', 'on', 'budget', 'others', 'age', 'windows', 'window',
-    'slack'}; 'others' is other processes' CPU use over the last window (None: not measured),
-    'age' the seconds since the last sample (None: none yet)."""
-    cdef double now = nnc_monotonic()
+    """The governor: {'available', 'on', 'budget', 'load_budget', 'others', 'latency_ns', 'far',
+    'age', 'windows', 'window', 'slack'}; 'others' is other processes' CPU use over the last
+    window (None: not measured), 'latency_ns' the last cache-line hand-over time between two of
+    our threads (None: not measured), 'age' the seconds since the last sample (None: none)."""
+    cdef double now
     with nogil:
         nnc_gov_budget()            # close a due window, so the answer is current
+    now = nnc_monotonic()
+    active = nnc_gov_on and nnc_gov_available
     return {"available": bool(nnc_gov_available), "on": bool(nnc_gov_on),
-            "budget": nnc_gov.budget if (nnc_gov_on and nnc_gov_available) else nnc_hw,
+            "budget": nnc_gov.budget if active else nnc_hw,
+            "load_budget": nnc_gov.load_budget if active else nnc_hw,
             "others": nnc_gov.others if nnc_gov.others >= 0 else None,
+            "latency_ns": nnc_gov.lat if nnc_gov.lat >= 0 else None,
+            "far": bool(nnc_gov.far),
             "age": now - nnc_gov.t_last if nnc_gov.t_last > 0 else None,
-            "windows": nnc_gov.windows, "window": nnc_gov_window, "slack": nnc_gov_slack}
+            "windows": nnc_gov.windows, "window": nnc_gov_window, "slack": nnc_gov_slack,
+            "far_ns": nnc_gov_far_ns, "near_ns": nnc_gov_near_ns}
 
 
 def set_governor(bint on):
-    """Switch the governor on or off (off: the budget ignores other processes; tests and the
-    benchmark's forced-thread runs only); returns the old setting."""
+    """Switch the governor on or off (off: the budget ignores other processes and where the
+    cores are; tests and the benchmark's forced-thread runs only); returns the old setting."""
     global nnc_gov_on
     old = bool(nnc_gov_on)
     nnc_gov_on = on
@@ -501,8 +611,62 @@ def governor_reset():
     """Forget the measurements (the next window starts from 1 thread)."""
     nnc_gov.t_last = 0.0
     nnc_gov.budget = 1
+    nnc_gov.load_budget = 1
     nnc_gov.up = 0
+    nnc_gov.near = 0
+    nnc_gov.far = 1
     nnc_gov.others = -1.0
+    nnc_gov.lat = -1.0
+
+
+def set_probe(bint on):
+    """Measure how far apart the cores are (True, the default) or assume they are near (False:
+    machines whose probe misleads); returns the old setting."""
+    global nnc_gov_probe_on
+    old = bool(nnc_gov_probe_on)
+    nnc_gov_probe_on = on
+    return old
+
+
+def probe_latency():
+    """One probe of the governor: ns per cache-line hand-over between this thread and a worker
+    (None when the worker did not answer within 2 ms; needs two CPUs)."""
+    cdef double lat
+    if nnc_hw < 2:
+        return None
+    with nogil:
+        lat = nnc_probe_latency()
+    return lat if lat >= 0 else None
+
+
+def governor_simulate(samples, int ncpu, int hw, bint probe=True):
+    """Feed the governor's rules (the same C functions the live governor runs) with samples
+    (t seconds, busy CPU-seconds of our CPUs, this process's CPU-seconds, hand-over ns of the
+    probe or None when it got no answer) and return (budget, others) after each.  As live, the
+    probe's result is used only when the load leaves two or more CPUs (probe=False: as if the
+    probe were switched off).  Unit tests check the rules this way, without timing anything."""
+    cdef nnc_gov_t g
+    g.t_last = 0.0
+    g.busy_last = 0.0
+    g.own_last = 0.0
+    g.others = -1.0
+    g.lat = -1.0
+    g.load_budget = 1
+    g.far = 1
+    g.budget = 1
+    g.up = 0
+    g.near = 0
+    g.windows = 0
+    out = []
+    for t, busy, own, lat in samples:
+        nnc_gov_update(&g, float(t), float(busy), float(own), ncpu, hw)
+        if not probe:
+            g.far = 0
+            g.budget = g.load_budget
+        elif g.load_budget >= 2:
+            nnc_gov_topology(&g, -1.0 if lat is None else float(lat))
+        out.append((g.budget, g.others if g.others >= 0 else None))
+    return out
 
 
 def set_pool(size_t run_addr, size_t size_addr):
@@ -564,22 +728,3 @@ def run_test_jobs(int n_threads, long[::1] out_, unsigned int csr=0):
             NNC_SETCSR(csr)
         _par_run(n_threads, _test_job, jobs, sizeof(_TestJob))
         NNC_SETCSR(old)
-
-
-def governor_simulate(samples, int ncpu, int hw):
-    """Feed the governor's rule (the same C function the live governor runs) with samples
-    (t seconds, busy CPU-seconds of our CPUs, this process's CPU-seconds) and return the
-    (budget, others) after each: unit tests check the rule without timing anything."""
-    cdef nnc_gov_t g
-    g.t_last = 0.0
-    g.busy_last = 0.0
-    g.own_last = 0.0
-    g.others = -1.0
-    g.budget = 1
-    g.up = 0
-    g.windows = 0
-    out = []
-    for t, busy, own in samples:
-        nnc_gov_update(&g, float(t), float(busy), float(own), ncpu, hw)
-        out.append((g.budget, g.others if g.others >= 0 else None))
-    return out
