@@ -469,6 +469,7 @@ if nnc_parallel_init() != 0:
     raise ImportError("nnc._kernels._parallel: pthread_atfork failed")
 
 WORK_KINDS = ("gemm", "im2col", "pool", "elementwise", "optim")
+MAX_THREADS = MAX_JOBS       # the most threads one piece is split into
 
 
 cdef int _par_begin(int cap, int kind, double work) noexcept nogil:
@@ -505,6 +506,20 @@ def threads_for(kind, double work, int cap=INT_MAX):
         nt = nnc_par_begin(cap, k, work)
         nnc_par_end(nt)
     return nt
+
+
+def begin_piece(kind, double work, int cap=INT_MAX):
+    """_par_begin from Python (tests): the piece stays registered until end_piece(result)."""
+    cdef int k = _kind(kind)
+    cdef int nt
+    with nogil:
+        nt = nnc_par_begin(cap, k, work)
+    return nt
+
+
+def end_piece(int n_threads):
+    """_par_end from Python (tests)."""
+    nnc_par_end(n_threads)
 
 
 def budget(int cap=INT_MAX, bint openmp=True):
