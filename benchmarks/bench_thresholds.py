@@ -14,12 +14,19 @@ differs.  Two timings per size:
 A size is worth a second thread when both gains are clearly above 1; the policy's threshold is
 the smallest such size (rounded to a power of two).  Run it on a quiet machine::
 
-    python benchmarks/bench_thresholds.py                 # everything (~1 minute)
+    python benchmarks/bench_thresholds.py                 # everything (~2 minutes)
     python benchmarks/bench_thresholds.py --only gemm,governor
+    python benchmarks/bench_thresholds.py --only topology --seconds 60
+
+Beyond the thresholds: ``mixed`` (an Adam step right after a threaded GEMM, its jobs on
+OpenBLAS's pool or an OpenMP team), ``spin`` (the CPU each pool's workers burn after one piece),
+``governor`` (the cost of a window and what it reads), ``topology`` (the governor's core-distance
+probe against the real 2-thread gain of a dense fit, over time).
 """
 import argparse
 import os
 import sys
+import threading
 import time
 
 import numpy as np
@@ -190,15 +197,146 @@ def bench_governor(args):
           f"{(time.perf_counter() - t0) * 10:.3f} us")
 
 
+def bench_mixed(args):
+    print("an Adam step (262,144 float32 parameters) right after a 2-thread GEMM (128x256x784), "
+          "its jobs on OpenBLAS's pool or on an OpenMP team")
+    rng = np.random.RandomState(0)
+    A = rng.rand(128, 784).astype(np.float32)
+    B = rng.rand(784, 256).astype(np.float32)
+    C = np.zeros((128, 256), np.float32)
+    n = 262144
+    p = rng.rand(n).astype(np.float32)
+    g = rng.rand(n).astype(np.float32) * 1e-3
+    m = np.zeros_like(p)
+    v = np.zeros_like(p)
+    cfg = dict(kind=_optim.ADAM, lr=1e-3, momentum=0.9, beta2=0.999, eps=1e-8, nesterov=0,
+               alpha=0.0, decay=0.0, n_decay=0, t=0, n_threads=2)
+    old_gemm = _parallel.set_threshold("gemm", 0.0)
+    try:
+        for label, optim_thr, pool in (("serial step", INF, True), ("pool", 0.0, True),
+                                       ("OpenMP", 0.0, False)):
+            old_opt = _parallel.set_threshold("optim", optim_thr)
+            old_pool = _parallel.set_pool_enabled(pool)
+            try:
+                tg, ta = [], []
+                for _ in range(300):
+                    t0 = time.perf_counter()
+                    _blas.gemm_memview(False, False, 1.0, A, B, 0.0, C)
+                    t1 = time.perf_counter()
+                    _optim.optimizer_step(cfg, p, g, m, v)
+                    ta.append(time.perf_counter() - t1)
+                    tg.append(t1 - t0)
+                print(f"  {label:12s} GEMM median {np.median(tg[50:]) * 1e6:8.1f} us   Adam step "
+                      f"median {np.median(ta[50:]) * 1e6:8.1f} us", flush=True)
+            finally:
+                _parallel.set_pool_enabled(old_pool)
+                _parallel.set_threshold("optim", old_opt)
+    finally:
+        _parallel.set_threshold("gemm", old_gemm)
+
+
+def _thread_cpu():
+    out = {}
+    for t in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{t}/schedstat") as fh:
+                out[t] = int(fh.read().split()[0]) / 1e6   # ms on the CPU
+        except OSError:
+            pass
+    return out
+
+
+def bench_spin(args):
+    print("CPU the worker threads burn after one parallel piece (Linux schedstat, ms in the "
+          "0.3 s after it; the caller sleeps)")
+    rng = np.random.RandomState(0)
+    X = rng.rand(1 << 20).astype(np.float32)
+    U = rng.rand(1 << 20).astype(np.float32)
+    mask = np.empty_like(X)
+    Y = np.empty_like(X)
+    A = rng.rand(128, 784).astype(np.float32)
+    B = rng.rand(784, 256).astype(np.float32)
+    C = np.zeros((128, 256), np.float32)
+    me = str(threading.get_native_id())
+    pieces = (("OpenMP region (dropout, 2 threads)", False,
+               lambda: _dropout.dropout_forward(X, U, 0.5, mask, Y, 2)),
+              ("OpenBLAS pool job (dropout, 2 threads)", True,
+               lambda: _dropout.dropout_forward(X, U, 0.5, mask, Y, 2)),
+              ("OpenBLAS GEMM (2 threads)", True,
+               lambda: _blas.gemm_memview(False, False, 1.0, A, B, 0.0, C)))
+    olds = {k: _parallel.set_threshold(k, 0.0) for k in ("elementwise", "gemm")}
+    try:
+        for label, pool, fn in pieces:
+            old_pool = _parallel.set_pool_enabled(pool)
+            try:
+                fn()
+                time.sleep(0.5)
+                fn()
+                c0 = _thread_cpu()
+                time.sleep(0.3)
+                c1 = _thread_cpu()
+            finally:
+                _parallel.set_pool_enabled(old_pool)
+            burnt = max(c1[t] - c0.get(t, 0.0) for t in c1 if t != me)
+            print(f"  {label:40s} {burnt:6.1f} ms")
+    finally:
+        for k, v in olds.items():
+            _parallel.set_threshold(k, v)
+
+
+def bench_topology(args):
+    print("how far apart the cores are (the governor's probe) against what 2 threads give a "
+          "dense-network fit (MLPClassifier 12,000x784, (256, 128), 1 epoch), every second")
+    import warnings
+    import nnc
+    rng = np.random.RandomState(0)
+    X = rng.random_sample((12000, 784)).astype(np.float32)
+    y = rng.randint(0, 10, 12000)
+
+    def fit():
+        clf = nnc.MLPClassifier(hidden_layer_sizes=(256, 128), max_iter=1, tol=0.0,
+                                n_iter_no_change=10 ** 9, dtype="float32", random_state=0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            clf.fit(X, y)
+    defaults = _parallel.thresholds()
+    t_end = time.perf_counter() + args.seconds
+    rows = []
+    while time.perf_counter() < t_end:
+        lat = [_parallel.probe_latency() for _ in range(3)]
+        out = {}
+        for mode in ("serial", "forced", "policy"):
+            for k in _parallel.WORK_KINDS:
+                _parallel.set_threshold(k, INF if mode == "serial" else defaults[k])
+            _parallel.set_governor(mode == "policy")
+            t0 = time.perf_counter()
+            fit()
+            out[mode] = time.perf_counter() - t0
+        _parallel.set_governor(False)
+        med = float(np.median([x for x in lat if x is not None] or [float("nan")]))
+        rows.append((med, out["forced"] / out["serial"], out["policy"] / out["serial"]))
+        print(f"  probe {med:6.0f} ns   2 threads / 1: {rows[-1][1]:.2f}   policy / 1: "
+              f"{rows[-1][2]:.2f}", flush=True)
+    r = np.array(rows)
+    near = r[:, 0] < 100
+    for label, sel in (("near", near), ("far", ~near)):
+        if sel.any():
+            print(f"  {label}: {sel.sum()} fits, probe median {np.median(r[sel, 0]):.0f} ns, "
+                  f"2 threads / 1 median {np.median(r[sel, 1]):.2f}, policy / 1 median "
+                  f"{np.median(r[sel, 2]):.2f} (max {r[sel, 2].max():.2f})")
+
+
 BENCHES = {"gemm": bench_gemm, "im2col": bench_im2col, "pool": bench_pool,
-           "elementwise": bench_elementwise, "optim": bench_optim, "governor": bench_governor}
+           "elementwise": bench_elementwise, "optim": bench_optim, "governor": bench_governor,
+           "mixed": bench_mixed, "spin": bench_spin, "topology": bench_topology}
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", default=",".join(BENCHES))
     ap.add_argument("--repeat", type=int, default=7)
-    ap.add_argument("--seconds", type=float, default=5.0, help="governor: how long to watch")
+    ap.add_argument("--seconds", type=float, default=5.0,
+                    help="governor / topology: how long to watch")
     args = ap.parse_args(argv)
     was = _parallel.set_governor(False)
     print(f"thresholds now: {_parallel.thresholds()}; CPUs {_parallel.cpus()}; "
@@ -207,6 +345,7 @@ def main(argv=None):
         for name in args.only.split(","):
             if name == "governor":
                 _parallel.set_governor(True)
+                _parallel.governor_reset()
             BENCHES[name](args)
             _parallel.set_governor(False)
     finally:

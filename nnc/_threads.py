@@ -1,6 +1,86 @@
 """nnc's thread policy: how many threads one nnc call, and each piece of its work, may use.
 
-MEASUREMENTS_PLACEHOLDER
+Every parallel piece of nnc work asks one question -- ``_parallel._par_begin(cap, kind, work)``
+(C, nogil; nnc/_kernels/_parallel.pyx) -- and gets one thread below its kind's threshold and
+the *budget* above it.  The pieces are the kernels' per-sample / per-plane / per-element passes
+and every BLAS product nnc issues (``_blas._gemm``).  This module sets the policy up at import
+(CPUs, the BLAS's thread API and pool) and answers for Python (``n_threads()`` for the layers'
+kernel calls, ``budget()`` and ``info()`` for show_config).  The numbers below were measured on
+the project's 2-vCPU AMD EPYC (Zen 4) KVM guest, float32, quiet machine, with the commands
+given; rerun them to re-measure.
+
+Budget (per piece) = min(the caller's cap, the thread's ``nnc.set_config(n_threads=...)``,
+omp_get_max_threads() for nnc's own passes / the BLAS's setting for products (OMP_NUM_THREADS,
+OPENBLAS_NUM_THREADS, threadpoolctl and joblib/loky limits all land there), the CPUs in
+``os.sched_getaffinity(0)`` and the cgroup CPU quota, the governor), divided among the pieces
+already running in parallel in this process (eight threads predicting at once share the CPUs
+instead of starting sixteen workers); 1 in a forked child; never more than 64.
+
+Thresholds (``python benchmarks/bench_thresholds.py``; gain = 1-thread time / 2-thread time,
+"hot" back to back, "cold" after 2 ms of sleep; the threshold is the smallest size whose gain is
+clearly above 1 both ways):
+
+* GEMM, m n k multiply-adds: 2^21.  1.0M: 1.15-1.24 hot / 1.13-1.23 cold; 2.1-2.2M: 1.39-1.57 /
+  1.39-1.47; 4.2M: 1.58-1.71 / 1.5-1.7; 25.7M: 1.89 / 1.86.  At or below 262,144 OpenBLAS runs a
+  product on the calling thread whatever its setting (MNK <= 65536 * 4, interface/gemm.c), so
+  those are called with no decision at all.
+* im2col / col2im / grid copies, elements written: 2^15 (18K: 1.50 / 1.32; 147K: 1.91 / 1.83).
+* pooling, input elements: 2^16 (33K: 1.10 / 1.01; 87K: 1.27 / 1.35; 346K: 1.42 / 1.36).
+* element-wise (dropout; BLAS level 1 such as the L2 dot), elements: 2^16 (16K: 0.95 / 0.84;
+  65K: 1.76 / 1.55).
+* fused optimizer step, parameters: 2^16 (65K Adam: 1.89 / 1.57; 262K: 1.90 / 1.96).  The old
+  2^20 guarded against stalls on a loaded machine; the governor does that now.
+
+One pool of workers.  SciPy's OpenBLAS keeps its own pthread pool; nnc's passes used to run on a
+second one (GNU OpenMP).  After a parallel piece each pool's workers spin: an OpenBLAS worker
+~104 ms of CPU (8 NOPs per poll for 2^28 TSC cycles; OpenBLAS 0.3.30), a libgomp worker ~8 ms
+(GOMP_SPINCOUNT's default) -- ``bench_thresholds.py --only spin``.  With both pools busy, three
+spinning threads share two cores: an Adam step of 262K parameters right after a 2-thread GEMM
+took 7.2 ms (median; the GEMM 2.2 ms) on OpenMP against 0.080 ms (GEMM 0.287 ms) with the step's
+jobs on OpenBLAS's own pool, 0.156 ms serially (``--only mixed``).  So when the BLAS lends its
+pool (OpenBLAS's exported ``gotoblas_pthread`` / ``blas_num_threads``), nnc's passes run their
+jobs there (``_parallel._par_run``) and OpenMP is only the fallback (other BLAS libraries, a pool
+smaller than the budget).  No wait-policy variable is set: GOMP_SPINCOUNT / OMP_WAIT_POLICY only
+act before the OpenMP runtime starts and would change every other library's OpenMP in the
+process, and a passive wait cost 157 -> 233 us on that Adam step; OpenBLAS's spin cannot be
+changed after load (``thread_timeout`` is internal).  Its cost is bounded instead: under load the
+governor keeps every piece serial, so nothing wakes the pool.
+
+BLAS threads.  OpenBLAS's thread count is one process-wide number -- its
+``openblas_set_num_threads_local`` also sets the global count (checked on 0.3.30) -- and setting
+a count up to the pool's size is one store.  ``_blas._gemm`` sets it per product under a spin
+lock, counts the products holding it, and the last one puts the caller's setting back: between
+nnc's products and after nnc returns, SciPy and everyone else in the process see their own
+setting; what nnc uses is never above what the setting was when no nnc product held it.  Without
+the API (MKL, Accelerate, reference BLAS) products run with the BLAS's own setting, and
+show_config says so.
+
+The governor (``_parallel.pyx``) closes a window of >= 0.1 s whenever a thread asks for
+threads after one (no background thread: it costs ~120 us per window, median, 0.1% of the time;
+``--only governor``) and measures:
+
+* other processes' CPU use, from /proc/stat (busy jiffies of our CPUs, steal included) minus this
+  process's CPU time: above 0.25 of a CPU the budget drops to 1 at once; it rises again after two
+  quiet windows.  Quiet, the reading was 0 (median), 0.09 (90th percentile), 0.15 (max) CPUs.
+  With a busy-loop process on one core every workload's default-thread fit stays within a few
+  percent of its one-thread time (``python benchmarks/bench_threads.py``).
+* how far apart two of our threads are: 256 hand-overs of one cache line between the caller and
+  a pool worker (~10-35 us).  On this VM the host now and then places the two vCPUs on distant
+  cores for seconds at a time: a hand-over then takes ~158-170 ns instead of ~30-55 ns, and
+  every synchronised 2-thread piece loses -- the dense fit of ``--only topology`` took 1.25x its
+  one-thread time on 2 threads (median; up to 1.6x) against 0.61x while the cores were near.
+  Above 100 ns the budget is 1 until a probe is back under 80 ns: with the probe the same fit
+  took 0.61x (near) and 1.00x (far, max 1.06) of its one-thread time.
+
+With no window in the last second it starts again from 1 thread and the cores count as far until
+probed, so the first ~0.3 s of work after a pause runs serially (never a loss).  On systems
+without /proc/stat (macOS, Windows) there is no governor: the budget is the static one;
+``nnc.set_config(n_threads=1)`` is the answer on a loaded machine there.
+
+Forks: a forked child runs everything serially (pthread_atfork in _parallel and _blas): GNU
+OpenMP's pool does not survive fork() (a parallel region in the child of a parent that ran one
+hangs), and a child of a process pool must not add threads to its siblings'.  OpenBLAS's own
+pool re-creates itself in the child.
 """
 import ctypes
 import math
