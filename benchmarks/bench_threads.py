@@ -21,6 +21,7 @@ ratios matter here.
     python benchmarks/bench_threads.py                          # everything, ~10 minutes
     python benchmarks/bench_threads.py --workloads cnn,gru --libs nnc --loads quiet
     python benchmarks/bench_threads.py --quick                  # smaller data, 2 repeats
+    python benchmarks/bench_threads.py --quickstart             # the README Quickstart CNN
 
 Run it on an otherwise idle machine; the last line says how much CPU other processes used
 during the run (from /proc/stat, the busy loop and this script's workers excluded).
@@ -328,6 +329,56 @@ def _worker_torch(workload, n, epochs, repeat, threads):
     return out
 
 
+QUICKSTART = """
+import time
+t0 = time.perf_counter()
+from sklearn.datasets import load_digits
+from nnc import NeuralNetClassifier
+from nnc.layers import Conv2D, ReLU, MaxPool2D, Flatten, Dense
+X, y = load_digits(return_X_y=True)
+X = X / 16.0
+t1 = time.perf_counter()
+cnn = NeuralNetClassifier(
+    layers=[Conv2D(8, 3, padding=1), ReLU(), MaxPool2D(2), Flatten(), Dense(64), ReLU()],
+    input_shape=(1, 8, 8), max_epochs=20, random_state=0).fit(X, y)
+cnn.predict(X[:5])
+t2 = time.perf_counter()
+print(f"{t2 - t1:.3f} {cnn.score(X, y):.4f} {t1 - t0:.3f}")
+"""
+
+
+def quickstart(args):
+    """The README Quickstart's CNN (digits, 20 epochs), fit + predict, in fresh processes."""
+    print("README Quickstart CNN (NeuralNetClassifier on the digits, 20 epochs): seconds for "
+          "fit + predict, each run a fresh process (imports and data loading not counted)")
+    env0 = dict(os.environ)
+    env0["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, env0.get("PYTHONPATH")) if p)
+    for load in [x for x in args.loads.split(",") if x]:
+        for threads in (1, None):
+            env = dict(env0)
+            for var in THREAD_VARS:
+                env.pop(var, None)
+                if threads is not None:
+                    env[var] = str(threads)
+            times, acc = [], None
+            for _ in range(args.repeat):
+                if load == "busy":
+                    with Busy(args.busy_max):
+                        out = subprocess.run([sys.executable, "-c", QUICKSTART], env=env,
+                                             capture_output=True, text=True, timeout=args.timeout)
+                else:
+                    out = subprocess.run([sys.executable, "-c", QUICKSTART], env=env,
+                                         capture_output=True, text=True, timeout=args.timeout)
+                if out.returncode != 0:
+                    print(f"  failed: {out.stderr.strip().splitlines()[-1:]}")
+                    break
+                t, acc, _ = out.stdout.split()
+                times.append(float(t))
+            if times:
+                print(f"  {load:6s} {'1 thread' if threads else 'default':9s} "
+                      f"{', '.join(f'{t:.2f}' for t in times)} s  (training accuracy {acc})")
+
+
 def _worker_sgemm(threads):
     """GFLOP/s of a 2048^3 sgemm through SciPy's BLAS (the one nnc calls) with `threads`."""
     from scipy.linalg import blas
@@ -432,6 +483,8 @@ def main(argv=None):
                     help="the busy loop stops itself after this many seconds")
     ap.add_argument("--timeout", type=float, default=600.0, help="per worker process")
     ap.add_argument("--no-sgemm", action="store_true")
+    ap.add_argument("--quickstart", action="store_true",
+                    help="only time the README Quickstart's CNN (quiet / busy, default / 1 thread)")
     ap.add_argument("--worker", choices=LIBS + ("sgemm",), help=argparse.SUPPRESS)
     ap.add_argument("--worker-threads", default="default", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -462,6 +515,9 @@ def main(argv=None):
         print(json.dumps(out))
         return
 
+    if args.quickstart:
+        quickstart(args)
+        return
     workloads = [w for w in args.workloads.split(",") if w]
     for w in workloads:
         if w not in WORKLOADS:

@@ -335,10 +335,14 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", default=",".join(BENCHES))
     ap.add_argument("--repeat", type=int, default=7)
+    ap.add_argument("--openmp", action="store_true",
+                    help="run nnc's passes on an OpenMP team even when OpenBLAS lends its pool")
     ap.add_argument("--seconds", type=float, default=5.0,
                     help="governor / topology: how long to watch")
     args = ap.parse_args(argv)
     was = _parallel.set_governor(False)
+    if args.openmp:
+        _parallel.set_pool_enabled(False)
     print(f"thresholds now: {_parallel.thresholds()}; CPUs {_parallel.cpus()}; "
           f"load average {os.getloadavg()[0]:.2f}")
     try:

@@ -42,7 +42,8 @@ pool (OpenBLAS's exported ``gotoblas_pthread`` / ``blas_num_threads``), nnc's pa
 jobs there (``_parallel._par_run``) and OpenMP is only the fallback (other BLAS libraries, a pool
 smaller than the budget).  No wait-policy variable is set: GOMP_SPINCOUNT / OMP_WAIT_POLICY only
 act before the OpenMP runtime starts and would change every other library's OpenMP in the
-process, and a passive wait cost 157 -> 233 us on that Adam step; OpenBLAS's spin cannot be
+process, and a passive wait made a 2-thread 524K-parameter Adam step on OpenMP 233 us instead of
+157 (``OMP_WAIT_POLICY=passive ... --only optim --openmp``); OpenBLAS's spin cannot be
 changed after load (``thread_timeout`` is internal).  Its cost is bounded instead: under load the
 governor keeps every piece serial, so nothing wakes the pool.
 
