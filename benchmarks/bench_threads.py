@@ -36,7 +36,7 @@ import time
 
 import numpy as np
 
-from _harness import ROOT, time_epochs
+from _harness import ROOT
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -189,6 +189,20 @@ def _torch_model(workload):
 
 # ------------------------------------------------------------------------------------ workers
 
+def _alternate(run, repeat, settings):
+    """Time run() under each of `settings` ({name: context manager factory}) in turn, `repeat`
+    rounds, the order flipped every round; {name: [seconds per run]}."""
+    names = list(settings)
+    out = {name: [] for name in names}
+    for r in range(repeat):
+        for name in (names if r % 2 == 0 else names[::-1]):
+            with settings[name]():
+                t0 = time.perf_counter()
+                run()
+                out[name].append(time.perf_counter() - t0)
+    return out
+
+
 def _apply_policy_overrides():
     """NNC_BENCH_THRESHOLDS="gemm=1e9,im2col=0" (experiments only): change the thread policy's
     thresholds in this worker, to measure what a threshold buys."""
@@ -201,12 +215,18 @@ def _apply_policy_overrides():
         _parallel.set_threshold(kind.strip(), float(value))
 
 
-def _worker_nnc(workload, n, epochs, repeat):
+def _worker_nnc(workload, n, epochs, repeat, separate):
+    import contextlib
     import warnings
     import nnc
     _apply_policy_overrides()
     X, y = _data(workload, n)
     kind = WORKLOADS[workload][1]
+    if separate:   # this process has one setting (the environment's)
+        settings = {"run": contextlib.nullcontext}
+    else:          # both, alternating: nnc's own one-thread setting and its default
+        settings = {"1t": lambda: nnc.config_context(n_threads=1),
+                    "def": contextlib.nullcontext}
     out = {}
     if kind in ("mlp", "predict"):
         hidden = (256, 128) if workload == "mnist" else (64, 64)
@@ -221,7 +241,7 @@ def _worker_nnc(workload, n, epochs, repeat):
                 return clf.fit(Xf, yf)
         fit(X[:20 * batch], y[:20 * batch], 1)                      # warm-up
         if kind == "mlp":
-            out = time_epochs(lambda: fit(X, y, epochs).loss_, repeat)
+            out = _alternate(lambda: fit(X, y, epochs), repeat, settings)
         else:
             clf = fit(X, y, 1)
             rows = np.ascontiguousarray(X[:1] if workload == "predict1" else X[:10000])
@@ -232,9 +252,8 @@ def _worker_nnc(workload, n, epochs, repeat):
             def pred():
                 for _ in range(calls):
                     clf.predict(rows)
-                return 0.0
-            out = time_epochs(pred, repeat)
-            out["times"] = [t / calls for t in out["times"]]
+            out = _alternate(pred, repeat, settings)
+            out = {k: [t / calls for t in v] for k, v in out.items()}
             epochs = 1
     else:
         from nnc.optimizers import Adam
@@ -250,13 +269,10 @@ def _worker_nnc(workload, n, epochs, repeat):
                         indices=rng.permutation(warm))
 
         def run():
-            loss = 0.0
             for _ in range(epochs):
-                loss = net.train_epoch(Xv, yv, opt, batch_size=batch,
-                                       indices=rng.permutation(n))
-            return loss
-        out = time_epochs(run, repeat)
-    out["times"] = [t / epochs for t in out["times"]]
+                net.train_epoch(Xv, yv, opt, batch_size=batch, indices=rng.permutation(n))
+        out = _alternate(run, repeat, settings)
+    out = {k: [t / epochs for t in v] for k, v in out.items()}
     from nnc import _threads
     info = _threads.info()
     out["policy"] = {"budget": info["budget"], "governor_windows": info["governor"]["windows"],
@@ -264,10 +280,22 @@ def _worker_nnc(workload, n, epochs, repeat):
     return out
 
 
-def _worker_torch(workload, n, epochs, repeat, threads):
+def _worker_torch(workload, n, epochs, repeat, threads, separate):
+    import contextlib
     import torch
     if threads is not None:
         torch.set_num_threads(threads)
+    default = torch.get_num_threads()
+
+    @contextlib.contextmanager
+    def one_thread():
+        torch.set_num_threads(1)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(default)
+    settings = ({"run": contextlib.nullcontext} if separate
+                else {"1t": one_thread, "def": contextlib.nullcontext})
     X, y = _data(workload, n)
     kind = WORKLOADS[workload][1]
     torch.manual_seed(0)
@@ -312,19 +340,17 @@ def _worker_torch(workload, n, epochs, repeat, threads):
             with torch.inference_mode():
                 for _ in range(calls):
                     model(rows).argmax(1)
-            return 0.0
         pred()
-        out = time_epochs(pred, repeat)
-        out["times"] = [t / calls for t in out["times"]]
+        out = _alternate(pred, repeat, settings)
+        out = {k: [t / calls for t in v] for k, v in out.items()}
+        out["version"] = torch.__version__
         return out
 
     def run():
-        loss = 0.0
         for _ in range(epochs):
-            loss = epoch(n)
-        return loss
-    out = time_epochs(run, repeat)
-    out["times"] = [t / epochs for t in out["times"]]
+            epoch(n)
+    out = _alternate(run, repeat, settings)
+    out = {k: [t / epochs for t in v] for k, v in out.items()}
     out["version"] = torch.__version__
     return out
 
@@ -427,7 +453,7 @@ class Busy:
         return False
 
 
-def _spawn(args, lib, workload, threads):
+def _spawn(args, lib, workload, threads, separate=True):
     env = dict(os.environ)
     for var in THREAD_VARS:
         env.pop(var, None)
@@ -437,6 +463,8 @@ def _spawn(args, lib, workload, threads):
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", lib, "--workloads", workload,
            "--repeat", str(args.repeat), "--scale", str(args.scale),
            "--worker-threads", "default" if threads is None else str(threads)]
+    if separate:
+        cmd.append("--separate")
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=args.timeout)
     if proc.returncode != 0:
         tail = proc.stderr.strip().splitlines()
@@ -460,10 +488,10 @@ def _children_cpu():
     return ru.ru_utime + ru.ru_stime + me.ru_utime + me.ru_stime
 
 
-def _fmt(r):
+def _fmt(r, key):
     if "error" in r:
         return "failed"
-    t = np.asarray(r["times"])
+    t = np.asarray(r[key])
     med = np.median(t)
     unit, scale = ("ms", 1e3) if med < 0.1 else ("s", 1.0)
     if med < 1e-4:
@@ -476,20 +504,23 @@ def main(argv=None):
     ap.add_argument("--workloads", default=",".join(WORKLOADS))
     ap.add_argument("--libs", default=",".join(LIBS))
     ap.add_argument("--loads", default="quiet,busy", help="quiet, busy or both")
-    ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--scale", type=float, default=0.5, help="fraction of each workload's samples")
-    ap.add_argument("--quick", action="store_true", help="--scale 0.25 --repeat 2")
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--scale", type=float, default=0.4, help="fraction of each workload's samples")
+    ap.add_argument("--quick", action="store_true", help="--scale 0.2 --repeat 3")
     ap.add_argument("--busy-max", type=float, default=300.0,
                     help="the busy loop stops itself after this many seconds")
     ap.add_argument("--timeout", type=float, default=600.0, help="per worker process")
     ap.add_argument("--no-sgemm", action="store_true")
+    ap.add_argument("--separate", action="store_true",
+                    help="1t and def in separate processes (1t: OMP/OPENBLAS/MKL_NUM_THREADS=1) "
+                         "instead of alternating in one process")
     ap.add_argument("--quickstart", action="store_true",
                     help="only time the README Quickstart's CNN (quiet / busy, default / 1 thread)")
     ap.add_argument("--worker", choices=LIBS + ("sgemm",), help=argparse.SUPPRESS)
     ap.add_argument("--worker-threads", default="default", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.quick:
-        args.scale, args.repeat = 0.25, 2
+        args.scale, args.repeat = 0.2, 3
 
     if args.worker:
         threads = None if args.worker_threads == "default" else int(args.worker_threads)
@@ -501,14 +532,14 @@ def main(argv=None):
         n = max(200, int(n * args.scale))
         b0, c0, t0 = _busy_jiffies(), time.process_time(), time.perf_counter()
         if args.worker == "nnc":
-            out = _worker_nnc(workload, n, epochs, args.repeat)
+            out = _worker_nnc(workload, n, epochs, args.repeat, args.separate)
         else:
             try:
                 import torch  # noqa: F401
             except ImportError:
                 print(json.dumps({"error": "torch is not installed"}))
                 return
-            out = _worker_torch(workload, n, epochs, args.repeat, threads)
+            out = _worker_torch(workload, n, epochs, args.repeat, threads, args.separate)
         b1, c1, t1 = _busy_jiffies(), time.process_time(), time.perf_counter()
         if b0 is not None:   # other processes' CPU use during this worker (busy loop included)
             out["others"] = max(0.0, (b1 - b0) - (c1 - c0)) / (t1 - t0)
@@ -537,28 +568,52 @@ def main(argv=None):
                   f"gain >= {1 + (gain - 1) / 2:.2f}x (def / 1t <= {1 / (1 + (gain - 1) / 2):.2f})")
     print("s/epoch (per call for predict): median (min) of the repeats; ratio = def / 1t, "
           "< 1 means the default threads are faster")
+    if args.separate:
+        print("1t: a process with OMP/OPENBLAS/MKL_NUM_THREADS=1 (torch.set_num_threads(1)); def: "
+              "a process with none of them set")
+    else:
+        print("1t and def alternate epoch by epoch in one process per library and load: 1t = "
+              "nnc.config_context(n_threads=1) / torch.set_num_threads(1), def = no thread "
+              "setting anywhere (so both see the same machine state; a '*' marks a run during "
+              "which other processes took > 0.1 CPU beside the busy loop)")
     head = f"{'workload':<13}{'lib':<7}"
     for load in loads:
-        head += f"{load + ' 1t':>17}{load + ' def':>17}{'ratio':>7}"
+        head += f"{load + ' 1t':>17}{load + ' def':>17}{'ratio':>7} "
     print(head)
     results = {}
     for w in workloads:
         for lib in libs:
             line = f"{w:<13}{lib:<7}"
             for load in loads:
-                res = {}
-                for threads in (1, None):
+                if args.separate:
+                    res = {}
+                    for threads in (1, None):
+                        if load == "busy":
+                            with Busy(args.busy_max):
+                                res[threads] = _spawn(args, lib, w, threads)
+                        else:
+                            res[threads] = _spawn(args, lib, w, threads)
+                    one = dict(res[1], times=res[1].get("run"))
+                    dflt = dict(res[None], times=res[None].get("run"))
+                else:
                     if load == "busy":
                         with Busy(args.busy_max):
-                            res[threads] = _spawn(args, lib, w, threads)
+                            r = _spawn(args, lib, w, None, separate=False)
                     else:
-                        res[threads] = _spawn(args, lib, w, threads)
-                results[(w, lib, load)] = res
+                        r = _spawn(args, lib, w, None, separate=False)
+                    one = dict(r, times=r.get("1t"))
+                    dflt = dict(r, times=r.get("def"))
+                results[(w, lib, load)] = (one, dflt)
                 ratio = float("nan")
-                if "error" not in res[1] and "error" not in res[None]:
-                    ratio = np.median(res[None]["times"]) / np.median(res[1]["times"])
-                line += f"{_fmt(res[1]):>17}{_fmt(res[None]):>17}{ratio:>7.2f}"
-                for r in res.values():
+                if "error" not in one and "error" not in dflt:
+                    ratio = np.median(dflt["times"]) / np.median(one["times"])
+                mark = ""
+                busy_share = 1.0 if load == "busy" else 0.0
+                if max(one.get("others", 0.0), dflt.get("others", 0.0)) > busy_share + 0.1:
+                    mark = "*"
+                line += (f"{_fmt(one, 'times'):>17}{_fmt(dflt, 'times'):>17}{ratio:>7.2f}"
+                         f"{mark:1s}")
+                for r in {id(one): one, id(dflt): dflt}.values():
                     if "error" in r:
                         line += f"  [{r['error']}]"
             if WORKLOADS[w][2] and gain is not None and lib == "nnc":
