@@ -464,12 +464,15 @@ def test_governor_starts_again_after_a_pause():
 
 def test_governor_goes_serial_while_the_cores_are_far_apart():
     s = [(0.1 * i, 0.1 * i, 0.1 * i, 40.0) for i in range(1, 5)]
-    s += [(0.5, 0.5, 0.5, 165.0), (0.6, 0.6, 0.6, 90.0), (0.7, 0.7, 0.7, 45.0),
-          (0.8, 0.8, 0.8, None)]          # far, in between (keeps far), near, no answer
+    s += [(0.5, 0.5, 0.5, 165.0), (0.6, 0.6, 0.6, 45.0), (0.7, 0.7, 0.7, None),
+          (0.8, 0.8, 0.8, 90.0), (0.9, 0.9, 0.9, 40.0)]
     budgets = [b for b, _ in _parallel.governor_simulate(s, 2, 2)]
     assert budgets[3] == 2
-    assert budgets[4:] == [1, 1, 2, 1]
-    assert [b for b, _ in _parallel.governor_simulate(s, 2, 2, probe=False)][4:] == [2] * 4
+    # far: serial (a trial's first window); near: parallel; no answer counts as far; in
+    # between (90 ns) keeps the last verdict (far: the trial goes on); near again
+    assert budgets[4:7] == [1, 2, 1]
+    assert budgets[8] == 2
+    assert [b for b, _ in _parallel.governor_simulate(s, 2, 2, probe=False)][4:] == [2] * 5
 
 
 def test_live_governor_reports_its_state():
@@ -664,3 +667,21 @@ def test_gridsearch_workers_do_not_oversubscribe():
     # loky gives each of the 2 workers cpu_count // 2 threads: one each on two CPUs
     expected = 10.0 * max(1, HW // 2) + max(1, HW // 2)
     assert np.all(search.cv_results_["mean_test_score"] == expected)
+
+
+@pytest.mark.parametrize("par_rate,expected", [(150.0, 2), (105.0, 1), (60.0, 1)])
+def test_governor_trial_while_far_keeps_what_does_more_work(par_rate, expected):
+    """While the cores are far apart, four windows (serial, parallel, serial, parallel) compare
+    the work done per second; the winner runs until the next trial (parallel must win by 10%)."""
+    near = [(0.1 * i, 0.1 * i, 0.1 * i, 40.0, 0.0) for i in range(1, 5)]
+    far = []
+    for j in range(1, 7):
+        t = 0.4 + 0.1 * j
+        # the window ending at sample j ran: 1 -> near budget, 2 serial, 3 parallel, ...
+        rate = {2: 100.0, 3: par_rate, 4: 100.0, 5: par_rate}.get(j, 100.0)
+        far.append((t, t, t, 165.0, rate))
+    budgets = [b for b, _ in _parallel.governor_simulate(near + far, 2, 2)]
+    assert budgets[3] == 2                          # near: parallel
+    assert budgets[4:8] == [1, 2, 1, 2]             # the trial's windows
+    assert budgets[8] == expected                   # its verdict
+    assert budgets[9] == expected                   # kept until the next trial

@@ -211,8 +211,17 @@ cdef extern from *:
         int far;           /* 1: our cores were measured far apart */
         int budget;        /* threads allowed (>= 1) */
         int up;            /* consecutive windows that asked for more threads */
-        int near;          /* unused (kept for the layout) */
         long windows;      /* windows measured */
+        /* while far: a trial of 4 windows (serial, parallel, serial, parallel) compares the
+           work done per second both ways every few seconds; in between, the winner runs */
+        int far_par;       /* the current window runs on the budget's threads (while far) */
+        int far_choice;    /* the last trial's winner: 1 parallel, 0 serial */
+        int trial;         /* the trial window running now (1..4), 0: none */
+        int trial_n[2];
+        double trial_rate[2];
+        double next_trial; /* monotonic seconds of the next trial */
+        double work_last;  /* the work counter when the window opened */
+        double rate;       /* work per second in the last window */
     } nnc_gov_t;
 
     static double nnc_gov_window = 0.1;   /* seconds */
@@ -224,8 +233,16 @@ cdef extern from *:
     static int nnc_gov_on = 1;            /* 0: governor switched off (tests, benchmarks) */
     static int nnc_gov_probe_on = 1;      /* 0: no topology probe */
     static int nnc_gov_available = 0;     /* 1: /proc/stat readable */
+    static int nnc_gov_trial_windows = 4; /* serial, parallel, serial, parallel */
+    static double nnc_gov_trial_every = 5.0;   /* seconds between trials while far */
+    static double nnc_gov_trial_margin = 0.1;  /* parallel must do this much more work */
     static long nnc_gov_lock = 0;
-    static nnc_gov_t nnc_gov = {0.0, 0.0, 0.0, -1.0, -1.0, 1, 1, 1, 0, 0, 0};
+    static nnc_gov_t nnc_gov;
+    /* the work every candidate piece brings, weighted by its serial cost (ns per unit at one
+       thread: GEMM 0.021 per multiply-add, im2col 0.4, pooling 0.5, element-wise 0.35, optimizer
+       0.6 per element): a training loop's mix is steady, so work per second compares windows */
+    static double nnc_work_ns[NNC_N_WORK] = {0.021, 0.4, 0.5, 0.35, 0.6};
+    static double nnc_work_done = 0.0;   /* racy sums between threads are fine for a rate */
     static double nnc_clk_tck = 100.0;
 
     /* the load half of a window: busy / own CPU seconds now */
@@ -259,20 +276,53 @@ cdef extern from *:
             g->up = 0;
             g->others = -1.0;
             g->far = 1;
+            g->far_par = 0;
+            g->far_choice = 0;
+            g->trial = 0;
+            g->next_trial = 0.0;
             g->lat = -1.0;
         }
-        g->budget = g->far ? 1 : g->load_budget;
+        g->budget = (g->far && !g->far_par) ? 1 : g->load_budget;
         g->t_last = now;
         g->busy_last = busy;
         g->own_last = own;
     }
 
-    /* the topology half: lat = ns per hand-over, < 0 when the probe got no answer */
-    static void nnc_gov_topology(nnc_gov_t* g, double lat) {
+    /* the topology half: lat = ns per hand-over, < 0 when the probe got no answer; rate = work
+       per second of the window that just closed (it ran with far_par) */
+    static void nnc_gov_topology(nnc_gov_t* g, double now, double lat, double rate) {
+        int was_far = g->far;
         g->lat = lat;
+        g->rate = rate;
         if (lat < 0.0 || lat > nnc_gov_far_ns) g->far = 1;
         else if (lat < nnc_gov_near_ns) g->far = 0;     /* in between: keep the last verdict */
-        g->budget = g->far ? 1 : g->load_budget;
+        if (!g->far) {
+            g->trial = 0;
+            g->next_trial = 0.0;         /* far again: a new trial at once */
+            g->far_par = 0;
+        } else {
+            if (was_far && g->trial > 0) {
+                g->trial_rate[g->far_par] += rate;
+                g->trial_n[g->far_par]++;
+                if (g->trial >= nnc_gov_trial_windows) {
+                    double ser = g->trial_n[0] ? g->trial_rate[0] / g->trial_n[0] : 0.0;
+                    double par = g->trial_n[1] ? g->trial_rate[1] / g->trial_n[1] : 0.0;
+                    g->far_choice = par > ser * (1.0 + nnc_gov_trial_margin);
+                    g->trial = 0;
+                    g->next_trial = now + nnc_gov_trial_every;
+                } else {
+                    g->trial++;
+                }
+            } else if (g->trial == 0 && now >= g->next_trial) {
+                g->trial = 1;
+                g->trial_n[0] = g->trial_n[1] = 0;
+                g->trial_rate[0] = g->trial_rate[1] = 0.0;
+            } else if (!was_far) {
+                g->trial = 0;
+            }
+            g->far_par = g->trial > 0 ? ((g->trial - 1) & 1) : g->far_choice;
+        }
+        g->budget = (g->far && !g->far_par) ? 1 : g->load_budget;
     }
 
     #if defined(__linux__)
@@ -327,15 +377,25 @@ cdef extern from *:
     }
     #endif
 
+    static void nnc_gov_init(nnc_gov_t* g) {
+        memset(g, 0, sizeof(*g));
+        g->others = -1.0;
+        g->lat = -1.0;
+        g->load_budget = 1;
+        g->far = 1;
+        g->budget = 1;
+    }
+
     /* the governor's budget now; closes a window when one is due (one thread at a time) */
     static int nnc_gov_budget(void) {
     #if defined(__linux__)
-        double now, busy, own, lat;
+        double now, busy, own, lat, work, rate, prev;
         if (!nnc_gov_on || !nnc_gov_available) return nnc_hw;
         now = nnc_monotonic();
         if (now - nnc_gov.t_last < nnc_gov_window) return nnc_gov.budget;
         if (!NNC_TRYLOCK(&nnc_gov_lock)) return nnc_gov.budget;
         now = nnc_monotonic();
+        prev = nnc_gov.t_last;
         if (now - nnc_gov.t_last >= nnc_gov_window) {
             own = nnc_own_cpu();
             if (own < 0.0 || nnc_read_busy(&busy) != 0) {
@@ -344,13 +404,16 @@ cdef extern from *:
                 nnc_gov_update(&nnc_gov, now, busy, own, nnc_ncpu, nnc_hw);
                 /* probe the cores only when the load leaves them to us (a busy core would
                    hold the hand-over for a time slice) and no piece is using them */
+                work = nnc_work_done;
+                rate = (work - nnc_gov.work_last) / (now - prev);
+                nnc_gov.work_last = work;
                 if (!nnc_gov_probe_on) {
                     nnc_gov.far = 0;
                     nnc_gov.budget = nnc_gov.load_budget;
                 } else if (nnc_gov.load_budget >= 2 && nnc_inflight == 0
                            && (NNC_HAVE_PAR_RUNNER || nnc_pool_usable(2))) {
                     lat = nnc_probe_latency();
-                    nnc_gov_topology(&nnc_gov, lat);
+                    nnc_gov_topology(&nnc_gov, now, lat, rate);
                 }
             }
         }
@@ -384,6 +447,7 @@ cdef extern from *:
         long k;
         if (cap <= 1 || kind < 0 || kind >= NNC_N_WORK || !(work >= nnc_thresholds[kind]))
             return 1;
+        nnc_work_done += work * nnc_work_ns[kind];
         b = nnc_budget(cap, kind != 0);
         if (b <= 1) return 1;
         k = NNC_ADD(&nnc_inflight, 1);
@@ -416,6 +480,7 @@ cdef extern from *:
     #if !defined(_WIN32)
         if (pthread_atfork(NULL, NULL, nnc_parallel_atfork_child) != 0) return -1;
     #endif
+        nnc_gov_init(&nnc_gov);
     #if defined(__linux__)
         memset(nnc_cpu_mask, 0, sizeof(nnc_cpu_mask));
         nnc_cpu_mask[0] = 1;
@@ -440,14 +505,19 @@ cdef extern from *:
         int far
         int budget
         int up
-        int near
         long windows
+        int far_par
+        int far_choice
+        int trial
+        double next_trial
+        double rate
     double nnc_gov_window, nnc_gov_stale, nnc_gov_slack, nnc_gov_far_ns, nnc_gov_near_ns
     int nnc_gov_up, nnc_gov_on, nnc_gov_probe_on, nnc_gov_available
     nnc_gov_t nnc_gov
     void nnc_gov_update(nnc_gov_t* g, double now, double busy, double own, int ncpu,
                         int hw) noexcept nogil
-    void nnc_gov_topology(nnc_gov_t* g, double lat) noexcept nogil
+    void nnc_gov_topology(nnc_gov_t* g, double now, double lat, double rate) noexcept nogil
+    void nnc_gov_init(nnc_gov_t* g) noexcept nogil
     double nnc_monotonic() noexcept nogil
     double nnc_probe_latency() noexcept nogil
     int nnc_gov_budget() noexcept nogil
@@ -607,7 +677,8 @@ def governor_state():
             "load_budget": nnc_gov.load_budget if active else nnc_hw,
             "others": nnc_gov.others if nnc_gov.others >= 0 else None,
             "latency_ns": nnc_gov.lat if nnc_gov.lat >= 0 else None,
-            "far": bool(nnc_gov.far),
+            "far": bool(nnc_gov.far), "far_parallel": bool(nnc_gov.far and nnc_gov.far_par),
+            "trial": nnc_gov.trial,
             "age": now - nnc_gov.t_last if nnc_gov.t_last > 0 else None,
             "windows": nnc_gov.windows, "window": nnc_gov_window, "slack": nnc_gov_slack,
             "far_ns": nnc_gov_far_ns, "near_ns": nnc_gov_near_ns}
@@ -624,14 +695,7 @@ def set_governor(bint on):
 
 def governor_reset():
     """Forget the measurements (the next window starts from 1 thread)."""
-    nnc_gov.t_last = 0.0
-    nnc_gov.budget = 1
-    nnc_gov.load_budget = 1
-    nnc_gov.up = 0
-    nnc_gov.near = 0
-    nnc_gov.far = 1
-    nnc_gov.others = -1.0
-    nnc_gov.lat = -1.0
+    nnc_gov_init(&nnc_gov)
 
 
 def set_probe(bint on):
@@ -657,29 +721,22 @@ def probe_latency():
 def governor_simulate(samples, int ncpu, int hw, bint probe=True):
     """Feed the governor's rules (the same C functions the live governor runs) with samples
     (t seconds, busy CPU-seconds of our CPUs, this process's CPU-seconds, hand-over ns of the
-    probe or None when it got no answer) and return (budget, others) after each.  As live, the
-    probe's result is used only when the load leaves two or more CPUs (probe=False: as if the
-    probe were switched off).  Unit tests check the rules this way, without timing anything."""
+    probe or None when it got no answer[, work per second of the window]) and return (budget,
+    others) after each.  As live, the probe's result is used only when the load leaves two or
+    more CPUs (probe=False: as if the probe were switched off).  Unit tests check the rules
+    this way, without timing anything."""
     cdef nnc_gov_t g
-    g.t_last = 0.0
-    g.busy_last = 0.0
-    g.own_last = 0.0
-    g.others = -1.0
-    g.lat = -1.0
-    g.load_budget = 1
-    g.far = 1
-    g.budget = 1
-    g.up = 0
-    g.near = 0
-    g.windows = 0
+    nnc_gov_init(&g)
     out = []
-    for t, busy, own, lat in samples:
+    for sample in samples:
+        t, busy, own, lat = sample[:4]
+        rate = sample[4] if len(sample) > 4 else 0.0
         nnc_gov_update(&g, float(t), float(busy), float(own), ncpu, hw)
         if not probe:
             g.far = 0
             g.budget = g.load_budget
         elif g.load_budget >= 2:
-            nnc_gov_topology(&g, -1.0 if lat is None else float(lat))
+            nnc_gov_topology(&g, float(t), -1.0 if lat is None else float(lat), float(rate))
         out.append((g.budget, g.others if g.others >= 0 else None))
     return out
 
