@@ -22,6 +22,8 @@ ratios matter here.
     python benchmarks/bench_threads.py --workloads cnn,gru --libs nnc --loads quiet
     python benchmarks/bench_threads.py --quick                  # smaller data, 2 repeats
     python benchmarks/bench_threads.py --quickstart             # the README Quickstart CNN
+    python benchmarks/bench_threads.py --phases 50 --workloads mnist,cnn,lstm256
+                                            # 1 / 2 threads / policy, near and far cores
 
 Run it on an otherwise idle machine; the last line says how much CPU other processes used
 during the run (from /proc/stat, the busy loop and this script's workers excluded).
@@ -405,6 +407,80 @@ def quickstart(args):
                       f"{', '.join(f'{t:.2f}' for t in times)} s  (training accuracy {acc})")
 
 
+def _worker_phases(workload, n, epochs, seconds):
+    """Alternate one thread, two threads with the governor off, and the policy, epoch by epoch,
+    for `seconds`; each round is tagged by the governor's core-distance probe."""
+    import contextlib
+    import warnings
+    import nnc
+    from nnc._kernels import _parallel
+    X, y = _data(workload, n)
+    if WORKLOADS[workload][1] == "mlp":
+        hidden = (256, 128) if workload == "mnist" else (64, 64)
+        batch = 128 if workload == "mnist" else 32
+
+        def run():
+            clf = nnc.MLPClassifier(hidden_layer_sizes=hidden, batch_size=batch, max_iter=epochs,
+                                    tol=0.0, n_iter_no_change=10 ** 9, dtype="float32",
+                                    random_state=0)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                clf.fit(X, y)
+    else:
+        from nnc.optimizers import Adam
+        layers, shape, batch, lr = _nnc_layers(workload)
+        net = nnc.Sequential(layers, loss="softmax_cross_entropy", input_shape=shape,
+                             dtype="float32", random_state=0)
+        opt = Adam(learning_rate=lr)
+        Xv, yv = net._check_X(X), net._check_y(y, n)
+        rng = np.random.RandomState(1)
+
+        def run():
+            for _ in range(epochs):
+                net.train_epoch(Xv, yv, opt, batch_size=batch, indices=rng.permutation(n))
+    run()
+
+    @contextlib.contextmanager
+    def two_threads():
+        old = _parallel.set_governor(False)
+        try:
+            yield
+        finally:
+            _parallel.set_governor(old)
+    modes = {"1t": lambda: nnc.config_context(n_threads=1), "2t": two_threads,
+             "policy": contextlib.nullcontext}
+    rows = []
+    t_end = time.perf_counter() + seconds
+    while time.perf_counter() < t_end:
+        lat = _parallel.probe_latency()
+        r = {}
+        for name, ctx in modes.items():
+            with ctx():
+                t0 = time.perf_counter()
+                run()
+                r[name] = time.perf_counter() - t0
+        rows.append((999.0 if lat is None else lat, r["2t"] / r["1t"], r["policy"] / r["1t"]))
+    return {"rows": rows}
+
+
+def phases(args):
+    print("Per workload, one process alternating epochs on 1 thread, on 2 threads with the "
+          "governor off, and with the policy, for --phases seconds; rounds are split by the "
+          "governor's probe: 'near' (< 100 ns per cache-line hand-over) and 'far'")
+    print(f"{'workload':<13}{'phase':<6}{'rounds':>7}{'2 threads / 1':>15}{'policy / 1':>12}"
+          f"{'policy max':>12}")
+    for w in [x for x in args.workloads.split(",") if x]:
+        r = _spawn(args, "phases", w, None, separate=False)
+        if "error" in r:
+            print(f"{w:<13} failed: {r['error']}")
+            continue
+        a = np.array(r["rows"])
+        for label, sel in (("near", a[:, 0] < 100), ("far", a[:, 0] >= 100)):
+            if sel.any():
+                print(f"{w:<13}{label:<6}{int(sel.sum()):>7}{np.median(a[sel, 1]):>15.2f}"
+                      f"{np.median(a[sel, 2]):>12.2f}{a[sel, 2].max():>12.2f}", flush=True)
+
+
 def _worker_sgemm(threads):
     """GFLOP/s of a 2048^3 sgemm through SciPy's BLAS (the one nnc calls) with `threads`."""
     from scipy.linalg import blas
@@ -461,7 +537,7 @@ def _spawn(args, lib, workload, threads, separate=True):
             env[var] = str(threads)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, env.get("PYTHONPATH")) if p)
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", lib, "--workloads", workload,
-           "--repeat", str(args.repeat), "--scale", str(args.scale),
+           "--repeat", str(args.repeat), "--scale", str(args.scale), "--phases", str(args.phases),
            "--worker-threads", "default" if threads is None else str(threads)]
     if separate:
         cmd.append("--separate")
@@ -516,7 +592,10 @@ def main(argv=None):
                          "instead of alternating in one process")
     ap.add_argument("--quickstart", action="store_true",
                     help="only time the README Quickstart's CNN (quiet / busy, default / 1 thread)")
-    ap.add_argument("--worker", choices=LIBS + ("sgemm",), help=argparse.SUPPRESS)
+    ap.add_argument("--phases", type=float, default=0.0, metavar="SECONDS",
+                    help="nnc only: per workload, 1 thread / 2 threads / the policy over time, "
+                         "split by how far apart the governor's probe finds the cores")
+    ap.add_argument("--worker", choices=LIBS + ("sgemm", "phases"), help=argparse.SUPPRESS)
     ap.add_argument("--worker-threads", default="default", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.quick:
@@ -526,6 +605,11 @@ def main(argv=None):
         threads = None if args.worker_threads == "default" else int(args.worker_threads)
         if args.worker == "sgemm":
             print(json.dumps(_worker_sgemm(threads)))
+            return
+        if args.worker == "phases":
+            n, epochs = SIZES[args.workloads]
+            print(json.dumps(_worker_phases(args.workloads, max(200, int(n * args.scale)),
+                                            epochs, args.phases)))
             return
         workload = args.workloads
         n, epochs = SIZES[workload]
@@ -548,6 +632,9 @@ def main(argv=None):
 
     if args.quickstart:
         quickstart(args)
+        return
+    if args.phases:
+        phases(args)
         return
     workloads = [w for w in args.workloads.split(",") if w]
     for w in workloads:

@@ -67,14 +67,23 @@ threads after one (no background thread: it costs ~120 us per window, median, 0.
   percent of its one-thread time (``python benchmarks/bench_threads.py``).
 * how far apart two of our threads are: 256 hand-overs of one cache line between the caller and
   a pool worker (~10-35 us).  On this VM the host now and then places the two vCPUs on distant
-  cores for seconds at a time: a hand-over then takes ~158-170 ns instead of ~30-55 ns, and
-  every synchronised 2-thread piece loses -- the dense fit of ``--only topology`` took 1.25x its
-  one-thread time on 2 threads (median; up to 1.6x) against 0.61x while the cores were near.
-  Above 100 ns the budget is 1 until a probe is back under 80 ns: with the probe the same fit
-  took 0.61x (near) and 1.00x (far, max 1.06) of its one-thread time.
+  cores for seconds to minutes at a time: a hand-over then takes ~158-170 ns instead of ~30-55
+  ns, and synchronised 2-thread work suffers -- on 2 threads the dense fit of ``--only
+  topology`` took 1.25x its one-thread time (median; up to 1.6x) against 0.61x while the cores
+  were near; epochs of the benchmark's workloads on 2 threads took 1.44x (MLP), 1.80x
+  (bench_cnn's CNN), 0.95x (CNN 32/64), but 0.70x (LSTM(256)) and 0.85x (LSTM(128)) of their
+  one-thread time while far (``python benchmarks/bench_threads.py --phases 50 --workloads
+  mnist,cnn,cnn32,lstm,lstm256``).  So above 100 ns (until a probe is back under 80 ns) the governor runs a
+  trial: four windows -- serial, parallel, serial, parallel -- compare the work done per second
+  (every candidate piece's size weighted by its serial cost; a training loop's mix is steady),
+  and the winner (parallel only if it did 10% more) runs until the next trial 5 s later.  With
+  it the same fits took 1.00x (MLP), 1.06x (CNN: the trials' parallel windows), 0.70x
+  (LSTM(256)) and 0.93x (LSTM(128)) of their one-thread time while far, and exactly what two
+  threads give while near.
 
 With no window in the last second it starts again from 1 thread and the cores count as far until
-probed, so the first ~0.3 s of work after a pause runs serially (never a loss).  On systems
+probed, so the first ~0.3 s of work after a pause runs serially (never a loss).  The probe and
+the trial can be switched off (``_parallel.set_probe(False)``) where the probe misleads.  On systems
 without /proc/stat (macOS, Windows) there is no governor: the budget is the static one;
 ``nnc.set_config(n_threads=1)`` is the answer on a loaded machine there.
 
