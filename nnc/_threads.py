@@ -76,7 +76,9 @@ threads after one (no background thread: it costs ~120 us per window, median, 0.
   mnist,cnn,cnn32,lstm,lstm256``).  So above 100 ns (until a probe is back under 80 ns) the governor runs a
   trial: four windows -- serial, parallel, serial, parallel -- compare the work done per second
   (every candidate piece's size weighted by its serial cost; a training loop's mix is steady),
-  and the winner (parallel only if it did 10% more) runs until the next trial 5 s later.  With
+  and the winner (parallel only if it did 10% more) runs until the next trial 5 s later (the gap
+  doubles up to 40 s while serial keeps winning by 10%: the trials' parallel windows cost what
+  they lose).  With
   it the same fits took 1.00x (MLP), 1.06x (CNN: the trials' parallel windows), 0.70x
   (LSTM(256)) and 0.93x (LSTM(128)) of their one-thread time while far, and exactly what two
   threads give while near.

@@ -685,3 +685,23 @@ def test_governor_trial_while_far_keeps_what_does_more_work(par_rate, expected):
     assert budgets[4:8] == [1, 2, 1, 2]             # the trial's windows
     assert budgets[8] == expected                   # its verdict
     assert budgets[9] == expected                   # kept until the next trial
+
+
+def test_governor_trials_back_off_while_serial_keeps_winning():
+    """Far for 40 s, and windows on two threads do half the work of serial ones: the trials'
+    parallel windows come further and further apart."""
+    samples = [(0.1 * i, 0.1 * i, 0.1 * i, 40.0, 0.0) for i in range(1, 5)]
+    t = 0.4
+    budgets = []
+    for _ in range(400):
+        t += 0.1
+        running = _parallel.governor_simulate(samples, 2, 2)[-1][0]   # budget of this window
+        samples.append((t, t, t, 165.0, 50.0 if running == 2 else 100.0))
+        budgets.append(running)
+    budgets = budgets[1:]                    # the windows that ran while far
+    starts = [i for i in range(1, len(budgets)) if budgets[i] == 2 and budgets[i - 1] == 1]
+    trials = starts[::2]                     # two parallel windows per trial
+    gaps = np.diff(trials)
+    assert len(trials) >= 3
+    assert all(b >= a for a, b in zip(gaps, gaps[1:])) and gaps[-1] > gaps[0]
+    assert sum(b == 2 for b in budgets) == 2 * len(trials)

@@ -220,6 +220,7 @@ cdef extern from *:
         int trial_n[2];
         double trial_rate[2];
         double next_trial; /* monotonic seconds of the next trial */
+        double trial_gap;  /* seconds from this trial to the next */
         double work_last;  /* the work counter when the window opened */
         double rate;       /* work per second in the last window */
     } nnc_gov_t;
@@ -234,7 +235,8 @@ cdef extern from *:
     static int nnc_gov_probe_on = 1;      /* 0: no topology probe */
     static int nnc_gov_available = 0;     /* 1: /proc/stat readable */
     static int nnc_gov_trial_windows = 4; /* serial, parallel, serial, parallel */
-    static double nnc_gov_trial_every = 5.0;   /* seconds between trials while far */
+    static double nnc_gov_trial_every = 5.0;   /* seconds between trials while far ... */
+    static double nnc_gov_trial_max = 40.0;    /* ... doubling up to this while serial wins */
     static double nnc_gov_trial_margin = 0.1;  /* parallel must do this much more work */
     static long nnc_gov_lock = 0;
     static nnc_gov_t nnc_gov;
@@ -299,6 +301,7 @@ cdef extern from *:
         if (!g->far) {
             g->trial = 0;
             g->next_trial = 0.0;         /* far again: a new trial at once */
+            g->trial_gap = 0.0;
             g->far_par = 0;
         } else {
             if (was_far && g->trial > 0) {
@@ -308,8 +311,16 @@ cdef extern from *:
                     double ser = g->trial_n[0] ? g->trial_rate[0] / g->trial_n[0] : 0.0;
                     double par = g->trial_n[1] ? g->trial_rate[1] / g->trial_n[1] : 0.0;
                     g->far_choice = par > ser * (1.0 + nnc_gov_trial_margin);
+                    /* serial won clearly: try again later and later (each trial's parallel
+                       windows cost what they lose); otherwise every trial_every seconds */
+                    if (!g->far_choice && par < ser * (1.0 - nnc_gov_trial_margin))
+                        g->trial_gap = g->trial_gap < nnc_gov_trial_every ? nnc_gov_trial_every
+                                       : (2.0 * g->trial_gap > nnc_gov_trial_max
+                                          ? nnc_gov_trial_max : 2.0 * g->trial_gap);
+                    else
+                        g->trial_gap = nnc_gov_trial_every;
                     g->trial = 0;
-                    g->next_trial = now + nnc_gov_trial_every;
+                    g->next_trial = now + g->trial_gap;
                 } else {
                     g->trial++;
                 }
