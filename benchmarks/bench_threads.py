@@ -61,11 +61,12 @@ WORKLOADS = {
     "mnist1d_gru": ("MNIST-1D GRU(12, return_sequences) -> Flatten -> Dense(10), batch 100",
                     "m1d", False),
 }
-#: samples per workload at --scale 1 (epochs per timed repeat in the second slot)
-SIZES = {"tabular": (20000, 3), "mnist": (60000, 1), "predict": (20000, 1),
-         "predict1": (20000, 1), "cnn": (10000, 1), "cnn32": (2000, 1), "lstm": (5000, 1),
-         "gru": (5000, 1), "lstm256": (2000, 1), "mnist1d_cnn": (4000, 5),
-         "mnist1d_gru": (4000, 5)}
+#: samples per workload at --scale 1, and epochs per timed run (each run ~0.2-0.5 s at the default
+#: scale, so a run spans a few governor windows)
+SIZES = {"tabular": (20000, 6), "mnist": (60000, 1), "predict": (20000, 1),
+         "predict1": (20000, 1), "cnn": (10000, 2), "cnn32": (2000, 1), "lstm": (5000, 1),
+         "gru": (5000, 1), "lstm256": (2000, 1), "mnist1d_cnn": (4000, 12),
+         "mnist1d_gru": (4000, 20)}
 LIBS = ("nnc", "torch")
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
@@ -580,7 +581,7 @@ def main(argv=None):
     ap.add_argument("--workloads", default=",".join(WORKLOADS))
     ap.add_argument("--libs", default=",".join(LIBS))
     ap.add_argument("--loads", default="quiet,busy", help="quiet, busy or both")
-    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--scale", type=float, default=0.4, help="fraction of each workload's samples")
     ap.add_argument("--quick", action="store_true", help="--scale 0.2 --repeat 3")
     ap.add_argument("--busy-max", type=float, default=300.0,

@@ -73,15 +73,13 @@ threads after one (no background thread: it costs ~120 us per window, median, 0.
   were near; epochs of the benchmark's workloads on 2 threads took 1.44x (MLP), 1.80x
   (bench_cnn's CNN), 0.95x (CNN 32/64), but 0.70x (LSTM(256)) and 0.85x (LSTM(128)) of their
   one-thread time while far (``python benchmarks/bench_threads.py --phases 50 --workloads
-  mnist,cnn,cnn32,lstm,lstm256``).  So above 100 ns (until a probe is back under 80 ns) the governor runs a
-  trial: four windows -- serial, parallel, serial, parallel -- compare the work done per second
-  (every candidate piece's size weighted by its serial cost; a training loop's mix is steady),
-  and the winner (parallel only if it did 10% more) runs until the next trial 5 s later (the gap
-  doubles up to 40 s while serial keeps winning by 10%: the trials' parallel windows cost what
-  they lose).  With
-  it the same fits took 1.00x (MLP), 1.06x (CNN: the trials' parallel windows), 0.70x
-  (LSTM(256)) and 0.93x (LSTM(128)) of their one-thread time while far, and exactly what two
-  threads give while near.
+  mnist,cnn,cnn32,lstm,lstm256``).  So above 100 ns (until a probe is back under 80 ns) the
+  governor runs everything serially, and after 2 s of that it starts a trial: four windows --
+  serial, parallel, serial, parallel -- compare the work done per second (every candidate
+  piece's size weighted by its serial cost; a training loop's mix is steady), and the winner
+  (parallel only if it did 10% more) runs until the next trial 5 s later (the gap doubles up to
+  40 s while serial keeps winning by 10%: the trials' parallel windows cost what they lose).
+  MEASURED_FAR_PLACEHOLDER
 
 With no window in the last second it starts again from 1 thread and the cores count as far until
 probed, so the first ~0.3 s of work after a pause runs serially (never a loss).  The probe and

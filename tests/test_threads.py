@@ -669,36 +669,36 @@ def test_gridsearch_workers_do_not_oversubscribe():
     assert np.all(search.cv_results_["mean_test_score"] == expected)
 
 
+def _far_run(par_rate, seconds, ser_rate=100.0):
+    """Near for 0.4 s, then far windows of 0.1 s whose work per second is par_rate when they ran
+    on two threads and ser_rate when serial; returns the budgets of the far windows."""
+    samples = [(0.1 * i, 0.1 * i, 0.1 * i, 40.0, 0.0) for i in range(1, 5)]
+    t = 0.4
+    budgets = []
+    for _ in range(int(seconds * 10)):
+        t += 0.1
+        running = _parallel.governor_simulate(samples, 2, 2)[-1][0]
+        samples.append((t, t, t, 165.0, par_rate if running == 2 else ser_rate))
+        budgets.append(running)
+    return budgets[1:]
+
+
 @pytest.mark.parametrize("par_rate,expected", [(150.0, 2), (105.0, 1), (60.0, 1)])
 def test_governor_trial_while_far_keeps_what_does_more_work(par_rate, expected):
-    """While the cores are far apart, four windows (serial, parallel, serial, parallel) compare
-    the work done per second; the winner runs until the next trial (parallel must win by 10%)."""
-    near = [(0.1 * i, 0.1 * i, 0.1 * i, 40.0, 0.0) for i in range(1, 5)]
-    far = []
-    for j in range(1, 7):
-        t = 0.4 + 0.1 * j
-        # the window ending at sample j ran: 1 -> near budget, 2 serial, 3 parallel, ...
-        rate = {2: 100.0, 3: par_rate, 4: 100.0, 5: par_rate}.get(j, 100.0)
-        far.append((t, t, t, 165.0, rate))
-    budgets = [b for b, _ in _parallel.governor_simulate(near + far, 2, 2)]
-    assert budgets[3] == 2                          # near: parallel
-    assert budgets[4:8] == [1, 2, 1, 2]             # the trial's windows
-    assert budgets[8] == expected                   # its verdict
-    assert budgets[9] == expected                   # kept until the next trial
+    """While the cores are far apart: serial for 2 s, then four windows (serial, parallel,
+    serial, parallel) compare the work done per second; the winner runs until the next trial
+    (parallel must do 10% more)."""
+    budgets = _far_run(par_rate, 4.0)
+    first = budgets.index(2)
+    assert 19 <= first <= 21 and budgets[:first] == [1] * first      # ~2 s serial
+    assert budgets[first - 1:first + 3] == [1, 2, 1, 2]               # the trial
+    assert budgets[first + 3:first + 10] == [expected] * 7           # its verdict, kept
 
 
 def test_governor_trials_back_off_while_serial_keeps_winning():
     """Far for 40 s, and windows on two threads do half the work of serial ones: the trials'
     parallel windows come further and further apart."""
-    samples = [(0.1 * i, 0.1 * i, 0.1 * i, 40.0, 0.0) for i in range(1, 5)]
-    t = 0.4
-    budgets = []
-    for _ in range(400):
-        t += 0.1
-        running = _parallel.governor_simulate(samples, 2, 2)[-1][0]   # budget of this window
-        samples.append((t, t, t, 165.0, 50.0 if running == 2 else 100.0))
-        budgets.append(running)
-    budgets = budgets[1:]                    # the windows that ran while far
+    budgets = _far_run(50.0, 40.0)
     starts = [i for i in range(1, len(budgets)) if budgets[i] == 2 and budgets[i - 1] == 1]
     trials = starts[::2]                     # two parallel windows per trial
     gaps = np.diff(trials)

@@ -237,6 +237,7 @@ cdef extern from *:
     static int nnc_gov_trial_windows = 4; /* serial, parallel, serial, parallel */
     static double nnc_gov_trial_every = 5.0;   /* seconds between trials while far ... */
     static double nnc_gov_trial_max = 40.0;    /* ... doubling up to this while serial wins */
+    static double nnc_gov_first_trial = 2.0;   /* far: serial this long before the first trial */
     static double nnc_gov_trial_margin = 0.1;  /* parallel must do this much more work */
     static long nnc_gov_lock = 0;
     static nnc_gov_t nnc_gov;
@@ -281,7 +282,7 @@ cdef extern from *:
             g->far_par = 0;
             g->far_choice = 0;
             g->trial = 0;
-            g->next_trial = 0.0;
+            g->next_trial = -1.0;
             g->lat = -1.0;
         }
         g->budget = (g->far && !g->far_par) ? 1 : g->load_budget;
@@ -300,7 +301,7 @@ cdef extern from *:
         else if (lat < nnc_gov_near_ns) g->far = 0;     /* in between: keep the last verdict */
         if (!g->far) {
             g->trial = 0;
-            g->next_trial = 0.0;         /* far again: a new trial at once */
+            g->next_trial = -1.0;        /* far again: serial, a first trial after a while */
             g->trial_gap = 0.0;
             g->far_par = 0;
         } else {
@@ -324,6 +325,9 @@ cdef extern from *:
                 } else {
                     g->trial++;
                 }
+            } else if (g->trial == 0 && g->next_trial < 0.0) {
+                g->far_choice = 0;
+                g->next_trial = now + nnc_gov_first_trial;
             } else if (g->trial == 0 && now >= g->next_trial) {
                 g->trial = 1;
                 g->trial_n[0] = g->trial_n[1] = 0;
@@ -390,6 +394,7 @@ cdef extern from *:
 
     static void nnc_gov_init(nnc_gov_t* g) {
         memset(g, 0, sizeof(*g));
+        g->next_trial = -1.0;
         g->others = -1.0;
         g->lat = -1.0;
         g->load_budget = 1;
