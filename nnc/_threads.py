@@ -62,7 +62,7 @@ threads after one (no background thread: it costs ~120 us per window, median, 0.
 
 * other processes' CPU use, from /proc/stat (busy jiffies of our CPUs, steal included) minus this
   process's CPU time: above 0.25 of a CPU the budget drops to 1 at once; it rises again after two
-  quiet windows.  Quiet, the reading was 0 (median), 0.09 (90th percentile), 0.15 (max) CPUs.
+  quiet windows (one, for the first window after a start or a pause).  Quiet, the reading was 0 (median), 0.09 (90th percentile), 0.15 (max) CPUs.
   With a busy-loop process on one core every workload's default-thread fit stays within a few
   percent of its one-thread time (``python benchmarks/bench_threads.py``).
 * how far apart two of our threads are: 256 hand-overs of one cache line between the caller and
@@ -85,7 +85,7 @@ threads after one (no background thread: it costs ~120 us per window, median, 0.
   took 1.46, 1.89, 0.99, 0.91, 1.02, 0.72, 0.96.
 
 With no window in the last second it starts again from 1 thread and the cores count as far until
-probed, so the first ~0.3 s of work after a pause runs serially (never a loss).  The probe and
+probed, so the first ~0.2 s of work after a pause runs serially (never a loss).  The probe and
 the trial can be switched off (``_parallel.set_probe(False)``) where the probe misleads.  On systems
 without /proc/stat (macOS, Windows) there is no governor: the budget is the static one;
 ``nnc.set_config(n_threads=1)`` is the answer on a loaded machine there.

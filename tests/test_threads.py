@@ -430,19 +430,22 @@ def test_show_config_prints_the_policy(capsys):
 
 # ---------------------------------------------------------------------- the governor's rule
 
-def test_governor_rises_after_quiet_windows_and_drops_at_once():
+def test_governor_drops_at_once_and_rises_after_quiet_windows():
     # (t, busy CPU-s of our 2 CPUs, our own CPU-s, hand-over ns)
-    quiet = [(0.1 * i, 0.1 * i, 0.1 * i, 40.0) for i in range(1, 6)]
-    budgets = [b for b, _ in _parallel.governor_simulate(quiet, 2, 2)]
-    assert budgets[0] == 1                 # no window yet
-    assert budgets[-1] == 2 and budgets[1] == 1    # rises only after quiet windows
+    quiet = [(0.1 * i, 0.1 * i, 0.1 * i, 40.0) for i in range(1, 4)]
+    out = _parallel.governor_simulate(quiet, 2, 2)
+    assert [b for b, _ in out] == [1, 2, 2]     # no window yet; then the first one decides
     # another process takes one CPU (its 0.1 s of busy time per window is not ours)
     t, busy, own = quiet[-1][:3]
-    loaded = quiet + [(t + 0.1 * i, busy + 0.2 * i, own + 0.1 * i, 40.0) for i in range(1, 4)]
-    out = _parallel.governor_simulate(loaded, 2, 2)
-    assert out[len(quiet)][0] == 1         # drops in the first busy window
-    assert out[len(quiet)][1] == pytest.approx(1.0)
-    assert [b for b, _ in out[len(quiet):]] == [1, 1, 1]
+    loaded = [(t + 0.1 * i, busy + 0.2 * i, own + 0.1 * i, 40.0) for i in range(1, 4)]
+    out = _parallel.governor_simulate(quiet + loaded, 2, 2)
+    assert [b for b, _ in out[3:]] == [1, 1, 1]     # drops in the first busy window
+    assert out[3][1] == pytest.approx(1.0)
+    # quiet again: one more thread only after two quiet windows
+    t, busy, own = loaded[-1][:3]
+    calm = [(t + 0.1 * i, busy + 0.1 * i, own + 0.1 * i, 40.0) for i in range(1, 4)]
+    out = _parallel.governor_simulate(quiet + loaded + calm, 2, 2)
+    assert [b for b, _ in out[6:]] == [1, 2, 2]
 
 
 def test_governor_tolerates_a_little_noise_and_clamps():

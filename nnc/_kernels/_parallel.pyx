@@ -259,9 +259,12 @@ cdef extern from *:
             target = (int)floor((double)ncpu - others + nnc_gov_slack);
             if (target > hw) target = hw;
             if (target < 1) target = 1;
-            g->others = others;
             g->windows++;
-            if (target < g->load_budget) {
+            if (g->others < 0.0) {
+                /* the first window after a start or a pause: no history to be careful about */
+                g->load_budget = target;
+                g->up = 0;
+            } else if (target < g->load_budget) {
                 g->load_budget = target;
                 g->up = 0;
             } else if (target > g->load_budget) {
@@ -272,6 +275,7 @@ cdef extern from *:
             } else {
                 g->up = 0;
             }
+            g->others = others;
         } else {
             /* no usable window: remember this sample and stay on one thread until measured;
                the cores may have moved too */
