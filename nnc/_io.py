@@ -25,6 +25,11 @@ Loading mirrors unpickling: a network is rebuilt from its specs, the saved buffe
 fresh ``params`` (views rebound by construction); an estimator is created with its saved params and
 then receives its decoded state through ``__setstate__``, the hook that rebinds its views after a
 pickle round trip too (STYLE.md, Persistence).
+
+Model files sit above what they save: this module imports the network, the layers, the
+optimizers and the estimators at module level, and none of them imports it at module level
+(``Sequential.save`` and the estimators' ``SaveMixin.save`` import it when called), so the
+package imports in one direction (tests/test_layering.py checks it).
 """
 import json
 import numbers
@@ -32,6 +37,16 @@ import os
 import tempfile
 
 import numpy as np
+
+import nnc.layers
+import nnc.optimizers
+from nnc import _estimators
+from nnc._estimators._base import SaveMixin  # noqa: F401  (nnc._io.SaveMixin, as before)
+from nnc._network import Sequential
+from nnc._version import __version__
+from nnc.layers._base import Layer
+from nnc.losses import Loss
+from nnc.optimizers import Optimizer
 
 FORMAT_NAME = "nnc-model"
 FORMAT_VERSION = 1
@@ -52,12 +67,6 @@ def _is_nnc_class(obj):
 
 def _registries():
     """(models, layers, optimizers): name -> class, from the ``__all__`` lists of nnc's packages."""
-    from nnc._network import Sequential
-    from nnc.layers._base import Layer
-    from nnc import _estimators
-    import nnc.layers
-    import nnc.optimizers
-    from nnc.optimizers import Optimizer
     models = {"Sequential": Sequential}
     for name in _estimators.__all__:
         cls = getattr(_estimators, name)
@@ -126,9 +135,6 @@ class _Encoder:
         return {_TAG: "array", "key": key, "object": was_object}
 
     def value(self, v, where):
-        from nnc._network import Sequential
-        from nnc.layers._base import Layer
-        from nnc.losses import Loss
         if v is None or isinstance(v, (bool, str)):
             return v
         if isinstance(v, np.bool_):
@@ -377,8 +383,6 @@ class _Decoder:
             self.fail(f"{where}: invalid config for {name}: {exc}")
 
     def network(self, v, where):
-        from nnc._network import Sequential
-        from nnc.layers._base import Layer
         layers = [self.value(x, f"{where}.layers[{i}]")
                   for i, x in enumerate(self.field(v, "layers", list, where))]
         if not layers or not all(isinstance(layer, Layer) for layer in layers):
@@ -501,7 +505,6 @@ def save(obj, path):
         When ``obj`` is not an nnc model or holds a value the format cannot store safely (a
         user-defined class, a callable, an object array of mixed items).
     """
-    from nnc._network import Sequential
     enc = _Encoder()
     if isinstance(obj, Sequential):
         top = enc.value(obj, "Sequential")
@@ -510,7 +513,6 @@ def save(obj, path):
     else:
         raise ValueError(f"nnc.save expects an nnc estimator or Sequential, got "
                          f"{type(obj).__module__}.{type(obj).__qualname__}")
-    from nnc._version import __version__
     doc = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "nnc_version": __version__,
            "object": top}
     # key order matters: objects are defined before the references to them
@@ -623,11 +625,3 @@ def _read_arrays(path, source):
             arrays[key] = arr
     return arrays
 
-
-class SaveMixin:
-    """Adds ``save(path)`` to an estimator (nnc.load reads the file back)."""
-
-    def save(self, path):
-        """Save this model to a safe ``.npz`` model file; read it back with ``nnc.load(path)``."""
-        save(self, path)
-        return self

@@ -290,7 +290,7 @@ class Sequential:
     # ------------------------------------------------------------------ persistence
     def save(self, path):
         """Save to a safe model file (npz + JSON specs, no pickle); read back with nnc.load(path)."""
-        from nnc._io import save
+        from nnc._io import save   # imported here: model files sit above the network
         save(self, path)
         return self
 

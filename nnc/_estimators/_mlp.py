@@ -15,8 +15,11 @@ import warnings
 import numpy as np
 
 from nnc._compat import ClassifierMixin, RegressorMixin
-from nnc._estimators._base import (BaseNeuralNet, _ClassifierNN, _RegressorNN, _check_bool,
-                                   _check_interval, _check_options, _is_int, _param_error)
+from nnc._estimators._base import BaseNeuralNet
+from nnc._estimators._classifier import _ClassifierNN
+from nnc._estimators._params import (_check_bool, _check_interval, _check_options, _is_int,
+                                     _param_error)
+from nnc._estimators._regressor import _RegressorNN
 from nnc.layers._dense import Dense
 from nnc.layers._activations import ACTIVATIONS
 from nnc.optimizers import SGD, Adam, AdaGrad, RMSprop

@@ -4,13 +4,15 @@
 fresh copies with ``type(layer).from_config(layer.get_config())``, kept as ``layers_``); the
 estimator appends the output head, a Dense sized from y, whose link (softmax / sigmoid /
 identity / exp) is handled by the loss.  Fit, early stopping, warm start, partial_fit and the
-stopping rule are the MLPs' (``_base.py``).
+stopping rule are the MLPs' (the fit loop in ``_base.py``).
 """
 
 
 from nnc._compat import ClassifierMixin, RegressorMixin
-from nnc._estimators._base import (BaseNeuralNet, _ClassifierNN, _RegressorNN, _check_interval,
-                                   _check_options, _is_int, _param_error)
+from nnc._estimators._base import BaseNeuralNet
+from nnc._estimators._classifier import _ClassifierNN
+from nnc._estimators._params import _check_interval, _check_options, _is_int, _param_error
+from nnc._estimators._regressor import _RegressorNN
 from nnc.layers._base import Layer
 from nnc.layers._dense import Dense
 from nnc.layers._activations import ReLU
