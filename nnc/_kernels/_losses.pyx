@@ -17,7 +17,9 @@ with one exp per element; softmax subtracts the row maximum; per-element terms a
 double.  Poisson clips the exponent: exp(min(z, EXP_CLIP)) with EXP_CLIP = 80 for float32
 (exp(80) ~ 5.5e34 < FLT_MAX) and 700 for float64 (exp(700) ~ 1e304 < DBL_MAX), in the loss, its
 gradient and the ``exp`` link alike, so |z| = 1e4 gives finite numbers in both dtypes.  Only the
-double accumulation of many ~1e304 terms can still reach inf.
+double accumulation of many ~1e304 terms can still reach inf.  Softmax takes its exp from
+_fastmath's vectorised array kernel (within 1 ulp of the C library's); bce and poisson call the C
+library's exp per element (their loops also call log1p / log, which stay scalar anyway).
 
 dZ_out may alias Z (each element / row is read before it is written).  Labels are NOT checked by
 the cdef kernel: callers validate them (the ``loss_gradient`` twin and ``nnc.losses`` do).
@@ -28,6 +30,8 @@ No OpenMP: at N*K ~ 1e5 the whole call costs well under a millisecond, less than
 last layer, so threads would not pay for their barrier.
 """
 from libc.math cimport exp, expf, log, logf, log1p, log1pf, isfinite
+
+from nnc._kernels._fastmath cimport _exp_array
 
 # Python-visible codes (mirror the enum in _losses.pxd)
 MSE = LOSS_MSE
@@ -109,15 +113,16 @@ cdef inline double _row_bce(const floating* z, const floating* y, floating* dz, 
 cdef inline double _row_softmax_ce(const floating* z, int label, floating* dz, floating scale,
                                    Py_ssize_t K) noexcept nogil:
     cdef Py_ssize_t k
-    cdef floating zmax = z[0], zl = z[label], e, inv
+    cdef floating zmax = z[0], zl = z[label], inv
     cdef double s = 0.0
     for k in range(1, K):
         if z[k] > zmax:
             zmax = z[k]
     for k in range(K):
-        e = _exp(z[k] - zmax)
-        dz[k] = e
-        s += e
+        dz[k] = z[k] - zmax
+    _exp_array(dz, K)                # vectorised exp (_fastmath)
+    for k in range(K):
+        s += dz[k]
     inv = <floating>(scale / s)      # s >= 1 (the max term is 1)
     for k in range(K):
         dz[k] = dz[k] * inv
@@ -170,7 +175,7 @@ cdef void _softmax_inplace(floating* Z, Py_ssize_t N, Py_ssize_t K) noexcept nog
     """Each row of Z (N, K) <- softmax(row), max-subtracted."""
     cdef Py_ssize_t i, k
     cdef floating* z
-    cdef floating zmax, e, inv
+    cdef floating zmax, inv
     cdef double s
     for i in range(N):
         z = Z + i * K
@@ -178,11 +183,12 @@ cdef void _softmax_inplace(floating* Z, Py_ssize_t N, Py_ssize_t K) noexcept nog
         for k in range(1, K):
             if z[k] > zmax:
                 zmax = z[k]
+        for k in range(K):
+            z[k] = z[k] - zmax
+        _exp_array(z, K)
         s = 0.0
         for k in range(K):
-            e = _exp(z[k] - zmax)
-            z[k] = e
-            s += e
+            s += z[k]
         inv = <floating>(1.0 / s)
         for k in range(K):
             z[k] = z[k] * inv
