@@ -57,7 +57,13 @@ class ReLU(_Activation):
 
 
 class LeakyReLU(_Activation):
-    """f(x) = x for x > 0, negative_slope * x otherwise (0 < negative_slope < 1)."""
+    """f(x) = x for x > 0, negative_slope * x otherwise.
+
+    Parameters
+    ----------
+    negative_slope : float in (0, 1), default=0.01
+        Slope for negative inputs.
+    """
     _code = _k.LEAKY_RELU
 
     def __init__(self, negative_slope=0.01):

@@ -28,6 +28,8 @@ class Conv2D(Layer):
     padding : int or (int, int), default=0
         Zeros added on both sides of each spatial axis.
 
+    Notes
+    -----
     Output shape (F, OH, OW) with OH = (H + 2 PH - KH) // SH + 1 (likewise OW).  Weights are
     Glorot-uniform with fan_in = C KH KW and fan_out = F KH KW; biases start at zero.
     """
@@ -148,6 +150,8 @@ class Conv1D(Conv2D):
     stride : int, default=1
     padding : int, default=0
 
+    Notes
+    -----
     Output shape (F, OL), OL = (L + 2 padding - kernel_size) // stride + 1.  Weights W (F, C, k).
     """
 

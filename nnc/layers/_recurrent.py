@@ -242,6 +242,8 @@ class SimpleRNN(_Recurrent):
     return_sequences : bool, default=False
         Output every state (n_samples, n_timesteps, U) instead of the last one (n_samples, U).
 
+    Notes
+    -----
     Parameter tensors: W_x (n_features, U), W_h (U, U), b (U,).
     """
 
@@ -275,6 +277,8 @@ class LSTM(_Recurrent):
     return_sequences : bool, default=False
         Output every state (n_samples, n_timesteps, U) instead of the last one (n_samples, U).
 
+    Notes
+    -----
     Parameter tensors: W_x (n_features, 4U), W_h (U, 4U), b (4U,) (forget block initialised to 1).
     """
 
@@ -327,6 +331,8 @@ class GRU(_Recurrent):
     return_sequences : bool, default=False
         Output every state (n_samples, n_timesteps, U) instead of the last one (n_samples, U).
 
+    Notes
+    -----
     Parameter tensors: W_x (n_features, 3U), W_h (U, 3U), b_x (3U,), b_h (3U,).
     """
 
@@ -380,6 +386,8 @@ class Bidirectional(Layer):
         How the two outputs are combined; 'concat' joins them along the last axis, giving
         (n_samples, 2U) or (n_samples, n_timesteps, 2U).
 
+    Notes
+    -----
     With ``return_sequences=True`` the backward direction's outputs are re-reversed so that
     position t of both halves belongs to input step t (PyTorch's bidirectional output); otherwise
     each half is that direction's final state (PyTorch's h_n).  Parameter tensors: the forward

@@ -228,6 +228,15 @@ class SGD(Optimizer):
 
     v = momentum * v - lr * g;  params += v   (nesterov: params += momentum * v - lr * g)
     With momentum == 0 there is no velocity: params -= lr * g.
+
+    Parameters
+    ----------
+    learning_rate : float > 0, default=0.01
+    momentum : float in [0, 1), default=0.0
+    nesterov : bool, default=False
+        Nesterov's momentum (needs momentum > 0 to differ from plain momentum).
+    alpha : float >= 0, default=0.0
+        L2 penalty on the weights (see Optimizer).
     """
 
     _kind = _k.SGD
@@ -255,7 +264,15 @@ class SGD(Optimizer):
 
 
 class AdaGrad(Optimizer):
-    """AdaGrad: G += g^2;  params -= lr * g / (sqrt(G) + epsilon)."""
+    """AdaGrad: G += g^2;  params -= lr * g / (sqrt(G) + epsilon).
+
+    Parameters
+    ----------
+    learning_rate : float > 0, default=0.01
+    epsilon : float > 0, default=1e-8
+    alpha : float >= 0, default=0.0
+        L2 penalty on the weights (see Optimizer).
+    """
 
     _kind = _k.ADAGRAD
     _state_names = ("sum_sq",)
@@ -273,7 +290,17 @@ class AdaGrad(Optimizer):
 
 
 class RMSprop(Optimizer):
-    """RMSprop: s = rho * s + (1 - rho) * g^2;  params -= lr * g / (sqrt(s) + epsilon)."""
+    """RMSprop: s = rho * s + (1 - rho) * g^2;  params -= lr * g / (sqrt(s) + epsilon).
+
+    Parameters
+    ----------
+    learning_rate : float > 0, default=0.001
+    rho : float in [0, 1), default=0.9
+        Decay of the running mean of squared gradients.
+    epsilon : float > 0, default=1e-8
+    alpha : float >= 0, default=0.0
+        L2 penalty on the weights (see Optimizer).
+    """
 
     _kind = _k.RMSPROP
     _state_names = ("mean_sq",)
@@ -299,6 +326,15 @@ class Adam(Optimizer):
 
     t += 1;  m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;
     params -= lr_t * m / (sqrt(v) + epsilon),  lr_t = lr * sqrt(1 - b2^t) / (1 - b1^t)
+
+    Parameters
+    ----------
+    learning_rate : float > 0, default=0.001
+    beta_1, beta_2 : float in [0, 1), default=0.9, 0.999
+        Decays of the first and second moment estimates (b1, b2).
+    epsilon : float > 0, default=1e-8
+    alpha : float >= 0, default=0.0
+        L2 penalty on the weights (see Optimizer).
     """
 
     _kind = _k.ADAM
