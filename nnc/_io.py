@@ -595,6 +595,14 @@ def load(path):
     return obj
 
 
+def _reason(exc):
+    """numpy's message, unless it advises an ``allow_pickle=`` argument (nnc.load has none and
+    never unpickles)."""
+    if "allow_pickle" in str(exc):
+        return "numpy reads it only by unpickling, which nnc never does"
+    return str(exc)
+
+
 def _read_arrays(path, source):
     """Every array of the npz at `path`, read without pickle; ValueError for anything else."""
     try:
@@ -603,7 +611,7 @@ def _read_arrays(path, source):
         raise
     except Exception as exc:  # ValueError (pickled data), OSError, EOFError, zipfile.BadZipFile
         raise ValueError(f"{source}: not a valid nnc model file (not an npz archive, or it holds "
-                         f"pickled data): {exc}") from None
+                         f"pickled data): {_reason(exc)}") from None
     if not isinstance(loaded, np.lib.npyio.NpzFile):
         raise ValueError(f"{source}: not a valid nnc model file: a single .npy array, not an "
                          "npz archive")
@@ -615,7 +623,7 @@ def _read_arrays(path, source):
             except (ValueError, OSError, EOFError, KeyError) as exc:
                 # object arrays refuse to load without pickle: "Object arrays cannot be loaded..."
                 raise ValueError(f"{source}: not a valid nnc model file: array {key!r} cannot be "
-                                 f"read without pickle: {exc}") from None
+                                 f"read without pickle: {_reason(exc)}") from None
             except Exception as exc:  # zipfile errors (BadZipFile, CRC) and the like
                 raise ValueError(f"{source}: not a valid nnc model file: array {key!r} is "
                                  f"corrupt: {exc}") from None

@@ -14,7 +14,7 @@ from nnc.layers._base import Layer
 from nnc.layers._dense import Dense
 from nnc.layers._activations import _Activation, Sigmoid
 from nnc.losses import get_loss
-from nnc._validation import check_input, check_sample_weight, resolve_dtype
+from nnc._validation import check_input, check_sample_weight, not_a_layer_error, resolve_dtype
 
 from nnc import _mlp_fast
 from nnc._trainer import run_epoch
@@ -55,7 +55,7 @@ class Sequential:
             raise TypeError("layers must be a non-empty list of nnc.layers.Layer instances")
         for i, layer in enumerate(layers):
             if not isinstance(layer, Layer):
-                raise TypeError(f"layers[{i}] is a {type(layer).__name__}, not an nnc layer")
+                raise not_a_layer_error(f"layers[{i}]", layer, Layer)
         if len(set(map(id, layers))) != len(layers):
             raise ValueError("the same layer instance appears twice in layers")
         self.layers = list(layers)

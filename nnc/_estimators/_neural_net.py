@@ -13,6 +13,7 @@ from nnc._estimators._base import BaseNeuralNet
 from nnc._estimators._classifier import _ClassifierNN
 from nnc._estimators._params import _check_interval, _check_options, _is_int, _param_error
 from nnc._estimators._regressor import _RegressorNN
+from nnc._validation import not_a_layer_error
 from nnc.layers._base import Layer
 from nnc.layers._dense import Dense
 from nnc.layers._activations import ReLU
@@ -53,7 +54,7 @@ class _BaseNeuralNet(BaseNeuralNet):
                          TypeError)
         for i, layer in enumerate(layers):
             if not isinstance(layer, Layer):
-                raise TypeError(f"layers[{i}] is a {type(layer).__name__}, not an nnc layer")
+                raise not_a_layer_error(f"layers[{i}]", layer, Layer)
         return list(layers)
 
     def _input_shape_param(self):
@@ -109,7 +110,7 @@ class _BaseNeuralNet(BaseNeuralNet):
             line = f"Epoch {n_iter}/{self.max_epochs}, loss = {loss:.8f}"
             if val_score is not None:
                 line += f", validation score = {val_score:.6f}"
-            print(line + f", {elapsed:.2f}s since start")
+            print(line + f", time since start {elapsed:.2f}s")
 
 
 # numpydoc pieces, assembled in __init__'s order (loss sits between dtype and clip_grad_norm);

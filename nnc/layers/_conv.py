@@ -13,6 +13,7 @@ import numpy as np
 from nnc.layers._base import Layer, ParamSpec, _as_pair, _check_positive_int
 from nnc._kernels import _conv
 from nnc._kernels._openmp_helpers import omp_max_threads
+from nnc._validation import channels_last_hint
 
 
 class Conv2D(Layer):
@@ -68,7 +69,8 @@ class Conv2D(Layer):
             OH = _conv.conv_output_size(H, self._KH, self._SH, self._PH)
             OW = _conv.conv_output_size(W, self._KW, self._SW, self._PW)
         except ValueError as exc:
-            raise ValueError(f"{type(self).__name__} on input {self.input_shape}: {exc}") from None
+            raise ValueError(f"{type(self).__name__} on input {self.input_shape}: {exc}"
+                             f"{channels_last_hint(self.input_shape)}") from None
         self._out3 = (self.filters, OH, OW)
         self.output_shape = self._output_shape(self.filters, OH, OW)
         return self.output_shape

@@ -9,6 +9,7 @@ import numpy as np
 from nnc.layers._base import Layer, _as_pair
 from nnc._kernels import _pool
 from nnc._kernels._openmp_helpers import omp_max_threads
+from nnc._validation import channels_last_hint
 
 
 class _Pool2D(Layer):
@@ -31,7 +32,8 @@ class _Pool2D(Layer):
             OH = _pool.pool_output_size(H, self.pool_size[0], self.stride[0])
             OW = _pool.pool_output_size(W, self.pool_size[1], self.stride[1])
         except ValueError as exc:
-            raise ValueError(f"{type(self).__name__} on input {self.input_shape}: {exc}") from None
+            raise ValueError(f"{type(self).__name__} on input {self.input_shape}: {exc}"
+                             f"{channels_last_hint(self.input_shape)}") from None
         self.output_shape = (C, OH, OW)
         return self.output_shape
 
