@@ -47,6 +47,7 @@ def main(argv=None):
     except ImportError:
         pass
     from nnc import Sequential
+    import nnc.layers as nnc_layers
     from nnc.layers import Dense
     from nnc.optimizers import Adam
     from nnc._kernels import _dense, _activations, _losses, _optim, _fastmath
@@ -70,9 +71,9 @@ def main(argv=None):
     cfg = dict(kind=_optim.ADAM, lr=1e-3, momentum=0.9, beta2=0.999, eps=1e-8, nesterov=0,
                alpha=0.0, decay=0.0, n_decay=0, t=0, n_threads=1)
 
-    act_name, Act = args.activation, getattr(__import__("nnc.layers", fromlist=["x"]),
-                                             ACTS[args.activation][0])
-    code = getattr(_activations, ACTS[args.activation][1])
+    act_name = args.activation
+    Act = getattr(nnc_layers, ACTS[act_name][0])
+    code = getattr(_activations, ACTS[act_name][1])
     rows = []
     for i in range(3):
         rows.append((f"dense_forward  layer {i + 1} ({sizes[i]}→{sizes[i + 1]})",
