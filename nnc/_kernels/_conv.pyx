@@ -38,6 +38,7 @@ from libc.string cimport memset, memcpy
 from cython.parallel cimport prange
 
 from nnc._kernels._blas cimport floating, blas_int, _gemm, NoTrans, Trans_
+from nnc._kernels._sizes cimport _checked_mul, _checked_add, _checked_prod
 
 # largest value of a BLAS size / leading dimension (32-bit BLAS)
 cdef Py_ssize_t _BLAS_MAX = 2147483647
@@ -198,7 +199,8 @@ cdef bint _is_grid(Py_ssize_t C, Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t F, Py_
     """Take the grid path: stride 1, no padding, and more column rows than twice the filters (the
     grid saves ~2 CKK OH short copies per sample and costs ~2 F OH: the benchmark's 1->8 layer,
     CKK 9, ran its backward 60% slower on the grid, the 8->16 layer, CKK 72, 30% faster)."""
-    return SH == 1 and SW == 1 and PH == 0 and PW == 0 and C * KH * KW > 2 * F
+    # C KH KW > 2 F, written so that a huge F cannot overflow
+    return SH == 1 and SW == 1 and PH == 0 and PW == 0 and (C * KH * KW - 1) // 2 >= F
 
 
 cdef void _im2col_grid_sample(const floating* X, floating* cols, Py_ssize_t L, Py_ssize_t C,
@@ -379,7 +381,10 @@ cdef void _conv2d_backward(const floating* X, const floating* Wt, const floating
             _grid_prepare(3, dY + start * F * P, NULL, tmp, n, C, H, W, F, KH, KW, OH, OW,
                           n_threads)
         for i in range(n):
-            g = tmp + i * F * L if grid else dY + (start + i) * F * P
+            if grid:
+                g = tmp + i * F * L
+            else:
+                g = dY + (start + i) * F * P
             cn = cols + i * CKK * L
             beta = 0.0 if start + i == 0 else 1.0
             _gemm(NoTrans, Trans_, <blas_int>F, <blas_int>CKK, <blas_int>L, <floating>1.0,
@@ -400,13 +405,39 @@ cdef void _conv2d_backward(const floating* X, const floating* Wt, const floating
 # ---------------------------------------------------------------- validation helpers
 
 def conv_output_size(Py_ssize_t size, Py_ssize_t kernel, Py_ssize_t stride, Py_ssize_t pad):
-    """(size + 2 pad - kernel) // stride + 1, or raise ValueError on illegal geometry."""
+    """(size + 2 pad - kernel) // stride + 1, or raise ValueError on illegal geometry (also when
+    size + 2 pad overflows)."""
+    cdef Py_ssize_t padded
     if kernel < 1 or stride < 1 or pad < 0 or size < 1:
         raise ValueError(f"illegal geometry: size={size}, kernel={kernel}, stride={stride}, "
                          f"padding={pad} (need size, kernel, stride >= 1 and padding >= 0)")
-    if kernel > size + 2 * pad:
+    padded = _checked_add(size, _checked_mul(2, pad, "padding"), "padded input size")
+    if kernel > padded:
         raise ValueError(f"kernel {kernel} is larger than the padded input {size} + 2*{pad}")
-    return (size + 2 * pad - kernel) // stride + 1
+    return (padded - kernel) // stride + 1
+
+
+cdef tuple _column_sizes(Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, Py_ssize_t KH, Py_ssize_t KW,
+                         Py_ssize_t SH, Py_ssize_t SW, Py_ssize_t PH, Py_ssize_t PW, bint grid,
+                         str who):
+    """(OH, OW, CKK, L) with every product overflow-checked: L = OH OW, or the grid length
+    (OH - 1) W + OW when `grid` (stride 1, no padding)."""
+    cdef Py_ssize_t OH, OW, CKK, L
+    try:
+        OH = conv_output_size(H, KH, SH, PH)
+        OW = conv_output_size(W, KW, SW, PW)
+    except ValueError as exc:
+        raise ValueError(f"{who}: {exc}") from None
+    if C < 0:
+        raise ValueError(f"{who}: negative channel count {C}")
+    CKK = _checked_prod((C, KH, KW), f"{who}: column rows C*KH*KW")
+    if grid:
+        L = _checked_add(_checked_mul(OH - 1, W, f"{who}: grid length"), OW,
+                         f"{who}: grid length")
+    else:
+        L = _checked_mul(OH, OW, f"{who}: output pixels OH*OW")
+    _checked_mul(CKK, L, f"{who}: one sample's columns")
+    return OH, OW, CKK, L
 
 
 cdef inline tuple _shape4(Py_ssize_t* shape):
@@ -420,13 +451,24 @@ def conv2d_workspace_shapes(Py_ssize_t Nc, Py_ssize_t C, Py_ssize_t H, Py_ssize_
 
     cols (Nc, C KH KW, L) and tmp (Nc, F, T): L = OH OW and T = 0 in general; on the grid path
     (stride 1, no padding, C KH KW > 2 F) L = T = (OH - 1) W + OW, the full-width output grid."""
-    cdef Py_ssize_t OH = conv_output_size(H, KH, SH, PH), OW = conv_output_size(W, KW, SW, PW)
+    cdef Py_ssize_t OH, OW, CKK, L
+    cdef bint grid
     if Nc < 1:
         raise ValueError(f"the chunk size Nc must be >= 1, got {Nc}")
-    if _is_grid(C, KH, KW, F, SH, SW, PH, PW):
-        L = (OH - 1) * W + OW
-        return (Nc, C * KH * KW, L), (Nc, F, L)
-    return (Nc, C * KH * KW, OH * OW), (Nc, F, 0)
+    if F < 1 or C < 1:
+        raise ValueError(f"filters F={F} and channels C={C} must be >= 1")
+    OH, OW, CKK, L = _column_sizes(C, H, W, KH, KW, SH, SW, PH, PW, False,
+                                   "conv2d_workspace_shapes")
+    grid = _is_grid(C, KH, KW, F, SH, SW, PH, PW)
+    if grid:
+        OH, OW, CKK, L = _column_sizes(C, H, W, KH, KW, SH, SW, PH, PW, True,
+                                       "conv2d_workspace_shapes")
+    # whole workspaces must be representable (NumPy then decides whether they fit in memory)
+    _checked_mul(Nc, _checked_mul(CKK, L, "cols"), "conv2d_workspace_shapes: cols")
+    _checked_mul(Nc, _checked_mul(F, L, "tmp"), "conv2d_workspace_shapes: tmp")
+    if grid:
+        return (Nc, CKK, L), (Nc, F, L)
+    return (Nc, CKK, L), (Nc, F, 0)
 
 
 cdef tuple _check_conv(tuple X_shape, tuple W_shape, Py_ssize_t SH, Py_ssize_t SW,
@@ -442,17 +484,16 @@ cdef tuple _check_conv(tuple X_shape, tuple W_shape, Py_ssize_t SH, Py_ssize_t S
         raise ValueError(f"{who}: weights have {W_shape[1]} input channels, X has {C}")
     if F < 1 or C < 1:
         raise ValueError(f"{who}: empty filter or channel dimension")
-    try:
-        OH = conv_output_size(H, KH, SH, PH)
-        OW = conv_output_size(W, KW, SW, PW)
-    except ValueError as exc:
-        raise ValueError(f"{who}: {exc}") from None
+    OH, OW, _, _ = _column_sizes(C, H, W, KH, KW, SH, SW, PH, PW, False, who)
     if Y_shape != (N, F, OH, OW):
         raise ValueError(f"{who}: output/gradient has shape {Y_shape}, expected {(N, F, OH, OW)}")
     Nc = cols_shape[0]
     if Nc < 1:
         raise ValueError(f"{who}: cols must hold at least one sample, got shape {cols_shape}")
-    want_cols, want_tmp = conv2d_workspace_shapes(Nc, C, H, W, F, KH, KW, SH, SW, PH, PW)
+    try:
+        want_cols, want_tmp = conv2d_workspace_shapes(Nc, C, H, W, F, KH, KW, SH, SW, PH, PW)
+    except ValueError as exc:
+        raise ValueError(f"{who}: {exc}") from None
     if cols_shape != want_cols or tmp_shape != want_tmp:
         raise ValueError(f"{who}: workspaces must have shapes cols {want_cols}, tmp {want_tmp} "
                          f"(see conv2d_workspace_shapes), got {cols_shape}, {tmp_shape}")
@@ -470,13 +511,12 @@ def im2col(const floating[:, :, :, ::1] X, floating[:, :, ::1] cols_out, Py_ssiz
     cols_out[n, (c, kh, kw), oh OW + ow] = X[n, c, oh SH - PH + kh, ow SW - PW + kw] (0 in the
     padding)."""
     cdef Py_ssize_t N = X.shape[0], C = X.shape[1], H = X.shape[2], W = X.shape[3]
-    cdef Py_ssize_t OH, OW
+    cdef Py_ssize_t OH, OW, CKK, P
     if n_threads < 1:
         raise ValueError("im2col: n_threads must be >= 1")
-    OH = conv_output_size(H, KH, SH, PH)
-    OW = conv_output_size(W, KW, SW, PW)
-    if (cols_out.shape[0], cols_out.shape[1], cols_out.shape[2]) != (N, C * KH * KW, OH * OW):
-        raise ValueError(f"im2col: cols_out must have shape {(N, C * KH * KW, OH * OW)}, "
+    OH, OW, CKK, P = _column_sizes(C, H, W, KH, KW, SH, SW, PH, PW, False, "im2col")
+    if (cols_out.shape[0], cols_out.shape[1], cols_out.shape[2]) != (N, CKK, P):
+        raise ValueError(f"im2col: cols_out must have shape {(N, CKK, P)}, "
                          f"got {(cols_out.shape[0], cols_out.shape[1], cols_out.shape[2])}")
     if N == 0 or C == 0:
         return
@@ -492,13 +532,12 @@ def col2im(const floating[:, :, ::1] cols, floating[:, :, :, ::1] dX_out, Py_ssi
     (overwritten)."""
     cdef Py_ssize_t N = dX_out.shape[0], C = dX_out.shape[1], H = dX_out.shape[2]
     cdef Py_ssize_t W = dX_out.shape[3]
-    cdef Py_ssize_t OH, OW
+    cdef Py_ssize_t OH, OW, CKK, P
     if n_threads < 1:
         raise ValueError("col2im: n_threads must be >= 1")
-    OH = conv_output_size(H, KH, SH, PH)
-    OW = conv_output_size(W, KW, SW, PW)
-    if (cols.shape[0], cols.shape[1], cols.shape[2]) != (N, C * KH * KW, OH * OW):
-        raise ValueError(f"col2im: cols must have shape {(N, C * KH * KW, OH * OW)}, "
+    OH, OW, CKK, P = _column_sizes(C, H, W, KH, KW, SH, SW, PH, PW, False, "col2im")
+    if (cols.shape[0], cols.shape[1], cols.shape[2]) != (N, CKK, P):
+        raise ValueError(f"col2im: cols must have shape {(N, CKK, P)}, "
                          f"got {(cols.shape[0], cols.shape[1], cols.shape[2])}")
     if N == 0 or C == 0:
         return
@@ -512,12 +551,11 @@ def im2col_grid(const floating[:, :, :, ::1] X, floating[:, :, ::1] cols_out, Py
     """Stride-1 unpadded columns on the full-width grid: cols_out (N, C KH KW, L),
     cols_out[n, (c, kh, kw), q] = X[n, c].flat[kh W + kw + q], L = (OH - 1) W + OW."""
     cdef Py_ssize_t N = X.shape[0], C = X.shape[1], H = X.shape[2], W = X.shape[3]
-    cdef Py_ssize_t OH, OW
+    cdef Py_ssize_t OH, OW, CKK, L
     if n_threads < 1:
         raise ValueError("im2col_grid: n_threads must be >= 1")
-    OH = conv_output_size(H, KH, 1, 0)
-    OW = conv_output_size(W, KW, 1, 0)
-    want = (N, C * KH * KW, (OH - 1) * W + OW)
+    OH, OW, CKK, L = _column_sizes(C, H, W, KH, KW, 1, 1, 0, 0, True, "im2col_grid")
+    want = (N, CKK, L)
     if (cols_out.shape[0], cols_out.shape[1], cols_out.shape[2]) != want:
         raise ValueError(f"im2col_grid: cols_out must have shape {want}, "
                          f"got {(cols_out.shape[0], cols_out.shape[1], cols_out.shape[2])}")
@@ -533,12 +571,11 @@ def col2im_grid(const floating[:, :, ::1] cols, floating[:, :, :, ::1] dX_out, P
     """Adjoint of im2col_grid: dX_out (N, C, H, W) overwritten with the scattered columns."""
     cdef Py_ssize_t N = dX_out.shape[0], C = dX_out.shape[1], H = dX_out.shape[2]
     cdef Py_ssize_t W = dX_out.shape[3]
-    cdef Py_ssize_t OH, OW
+    cdef Py_ssize_t OH, OW, CKK, L
     if n_threads < 1:
         raise ValueError("col2im_grid: n_threads must be >= 1")
-    OH = conv_output_size(H, KH, 1, 0)
-    OW = conv_output_size(W, KW, 1, 0)
-    want = (N, C * KH * KW, (OH - 1) * W + OW)
+    OH, OW, CKK, L = _column_sizes(C, H, W, KH, KW, 1, 1, 0, 0, True, "col2im_grid")
+    want = (N, CKK, L)
     if (cols.shape[0], cols.shape[1], cols.shape[2]) != want:
         raise ValueError(f"col2im_grid: cols must have shape {want}, "
                          f"got {(cols.shape[0], cols.shape[1], cols.shape[2])}")

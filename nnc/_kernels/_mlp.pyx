@@ -42,8 +42,7 @@ from nnc._kernels._dense cimport _dense_forward, _dense_backward
 from nnc._kernels._activations cimport _activation_forward, _activation_backward
 from nnc._kernels._losses cimport _loss_gradient, LOSS_SOFTMAX_CE, LOSS_POISSON
 from nnc._kernels._optim cimport OptimConfig, _optimizer_step, _clip_grad_norm, OPT_SGD, OPT_ADAM
-
-import threading
+from nnc._kernels._sizes cimport _checked_mul, _checked_add
 
 import numpy as np
 
@@ -331,8 +330,10 @@ def check_plan(const i64[:, ::1] desc, Py_ssize_t n_params, Py_ssize_t F0, Py_ss
         if F != width or U < 1:
             raise ValueError(f"plan: layer {i} has widths ({F}, {U}), its input is {width} wide")
         if kind == KIND_DENSE_:
-            if (desc[i, COL_W] < 0 or desc[i, COL_W] + F * U > n_params or desc[i, COL_B] < 0
-                    or desc[i, COL_B] + U > n_params):
+            if (desc[i, COL_W] < 0 or desc[i, COL_B] < 0
+                    or _checked_add(desc[i, COL_W], _checked_mul(F, U, f"plan: layer {i}'s W"),
+                                    f"plan: layer {i}'s W") > n_params
+                    or _checked_add(desc[i, COL_B], U, f"plan: layer {i}'s b") > n_params):
                 raise ValueError(f"plan: layer {i}'s parameters lie outside the buffer")
             if desc[i, COL_OUT] == desc[i, COL_IN]:
                 raise ValueError(f"plan: dense layer {i} cannot run in place")
@@ -349,7 +350,8 @@ def check_plan(const i64[:, ::1] desc, Py_ssize_t n_params, Py_ssize_t F0, Py_ss
             raise ValueError(f"plan: layer {i} has an unknown kind {kind}")
         if desc[i, COL_IN] != prev_out:
             raise ValueError(f"plan: layer {i} does not read the previous layer's output")
-        if desc[i, COL_OUT] < 0 or desc[i, COL_OUT] + U > ws_units:
+        if desc[i, COL_OUT] < 0 or _checked_add(desc[i, COL_OUT], U,
+                                                f"plan: layer {i}'s output") > ws_units:
             raise ValueError(f"plan: layer {i}'s output lies outside the workspace")
         prev_out = desc[i, COL_OUT]
         width = U
@@ -400,7 +402,7 @@ def train_epoch(const i64[:, ::1] desc, const floating[::1] slopes,
     maxw = check_plan(desc, P, F0, K, units)
     if slopes.shape[0] != L:
         raise ValueError("train_epoch: slopes must have one entry per layer")
-    if D_out.shape[1] < B * maxw:
+    if D_out.shape[1] < _checked_mul(B, maxw, "train_epoch: B * maxw"):
         raise ValueError(f"train_epoch: D_out rows must hold {B * maxw} values")
     if grads_out.shape[0] != P:
         raise ValueError("train_epoch: params and grads differ in length")
@@ -517,19 +519,25 @@ def pairwise_sum(const floating[::1] a):
     return _pairwise_sum(&a[0], a.shape[0])
 
 
+#: idle workspaces a DenseForward keeps for later calls (more concurrent calls allocate their own)
+FORWARD_POOL_CAP = 8
+
+
 cdef class DenseForward:
     """Callable ``fn(X, out)``: out (n, K) <- the network's output for X (n, F0) (or any
     C-contiguous (n, ...) with F0 values per sample), one nogil call per chunk of at most
     ``max_rows`` rows.
 
     Holds the plan, the parameter array (read at call time, so weight updates are seen) and a
-    workspace grown on demand up to max_rows rows.  Typed ``cnp.ndarray`` arguments keep the
-    crossing at ~0.1 us: a one-row predict is a few microseconds in total.  Thread-safe: a call
-    that finds the shared workspace busy (another thread predicting, the GIL released) computes
-    in a workspace of its own."""
+    small pool of workspaces.  Typed ``cnp.ndarray`` arguments keep the crossing at ~0.1 us: a
+    one-row predict is a few microseconds in total.  Thread-safe: each call takes a workspace of
+    its own from the pool (``list.pop`` / ``append`` are atomic under the GIL), allocating one only
+    when the pool is empty or its workspace too small, and gives it back afterwards; at most
+    FORWARD_POOL_CAP idle workspaces are kept.  ``n_workspaces`` counts the allocations."""
     cdef readonly object params
-    cdef object desc, slopes, ws, lock
-    cdef readonly Py_ssize_t F0, K, L, units, max_rows, rows
+    cdef object desc, slopes
+    cdef list idle
+    cdef readonly Py_ssize_t F0, K, L, units, max_rows, n_workspaces
     cdef int typenum
 
     def __init__(self, desc, slopes, cnp.ndarray params, Py_ssize_t F0, Py_ssize_t K,
@@ -544,6 +552,7 @@ cdef class DenseForward:
             raise ValueError("DenseForward: slopes must have one entry per layer")
         if max_rows < 1:
             raise ValueError("DenseForward: max_rows must be positive")
+        _checked_mul(max_rows, units, "DenseForward: max_rows * units")
         self.params = params
         self.typenum = cnp.PyArray_TYPE(params)
         self.F0 = F0
@@ -551,23 +560,25 @@ cdef class DenseForward:
         self.L = self.desc.shape[0]
         self.units = units
         self.max_rows = max_rows
-        self.rows = 0
-        self.ws = None
-        self.lock = threading.Lock()
+        self.idle = []
+        self.n_workspaces = 0
 
     @property
     def dtype(self):
         return self.params.dtype
 
     def __call__(self, cnp.ndarray X, cnp.ndarray out):
-        cdef Py_ssize_t n, rows
+        cdef Py_ssize_t n, rows, size
+        cdef cnp.ndarray ws = None
+        size = cnp.PyArray_SIZE(X)
+        n = cnp.PyArray_DIM(X, 0) if cnp.PyArray_NDIM(X) >= 1 else 0
+        # size == n * F0, tested without the product (a zero-size X may have a huge first axis)
         if (cnp.PyArray_TYPE(X) != self.typenum or cnp.PyArray_NDIM(X) < 2
                 or not cnp.PyArray_IS_C_CONTIGUOUS(X)
-                or cnp.PyArray_SIZE(X) != cnp.PyArray_DIM(X, 0) * self.F0
+                or size % self.F0 != 0 or size // self.F0 != n
                 or (cnp.PyArray_NDIM(X) == 2 and cnp.PyArray_DIM(X, 1) != self.F0)):
             raise ValueError(f"DenseForward: X must be a C-contiguous (n, {self.F0}) array (or "
                              f"(n, ...) with {self.F0} values per sample) of {self.params.dtype}")
-        n = cnp.PyArray_DIM(X, 0)
         if (cnp.PyArray_TYPE(out) != self.typenum or cnp.PyArray_NDIM(out) != 2
                 or not cnp.PyArray_IS_C_CONTIGUOUS(out) or not cnp.PyArray_ISWRITEABLE(out)
                 or cnp.PyArray_DIM(out, 0) != n or cnp.PyArray_DIM(out, 1) != self.K):
@@ -576,18 +587,19 @@ cdef class DenseForward:
         if n == 0:
             return out
         rows = min(n, self.max_rows)
-        cdef bint owned = self.lock.acquire(False)
         try:
-            if owned:
-                if rows > self.rows:
-                    self.ws = np.empty(rows * self.units, dtype=self.params.dtype)
-                    self.rows = rows
-                self._run(X, out, self.ws, n, self.rows)
-            else:
-                self._run(X, out, np.empty(rows * self.units, dtype=self.params.dtype), n, rows)
+            ws = self.idle.pop()
+        except IndexError:
+            pass
+        if ws is None or cnp.PyArray_DIM(ws, 0) < rows * self.units:
+            ws = np.empty(rows * self.units, dtype=self.params.dtype)
+            self.n_workspaces += 1
+        try:
+            # chunks as long as the workspace holds (it may be longer than this call needs)
+            self._run(X, out, ws, n, min(self.max_rows, cnp.PyArray_DIM(ws, 0) // self.units))
         finally:
-            if owned:
-                self.lock.release()
+            if len(self.idle) < FORWARD_POOL_CAP:
+                self.idle.append(ws)
         return out
 
     cdef _run(self, cnp.ndarray X, cnp.ndarray out, cnp.ndarray ws, Py_ssize_t n,
