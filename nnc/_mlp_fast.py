@@ -11,7 +11,8 @@ Everything the kernels will read is validated here and again in the Cython twins
 contiguity, index and label ranges), so a kernel never reads or writes out of bounds.  The plan
 (one row of ``_mlp.NCOL`` ints per layer, see nnc/_kernels/_mlp.pyx) is built once per network and
 cached on it as ``_ws_mlp_plan``; training workspaces once per batch size (``_ws_mlp_train``);
-the forward callable as ``_ws_forward``.  All ``_ws*`` attributes are dropped on pickling.
+the forward callables as ``_ws_forward`` / ``_ws_forward_copy``.  All ``_ws*`` attributes are
+dropped on pickling.
 """
 import os
 
@@ -243,18 +244,23 @@ def train_epoch(net, X, y, optimizer, batch_size, sample_weight=None, indices=No
 
 # ---------------------------------------------------------------------- inference
 
-def forward_fn(net):
+def forward_fn(net, params=None):
     """A callable ``fn(X, out)`` (X C-contiguous (n, *input_shape) of the network dtype, out (n, K))
-    computing the whole forward pass in compiled code, or None when unsupported/disabled."""
+    computing the whole forward pass in compiled code with the weights in ``params`` (default
+    ``net.params``; or a copy with the same layout, see ``Sequential._begin_update``), or None
+    when unsupported/disabled.  Cached per buffer: one slot for ``net.params``, one for a copy."""
     if not enabled():
         return None
-    cached = net.__dict__.get("_ws_forward")
-    if cached is not None and cached[0] is net.params:
+    if params is None:
+        params = net.params
+    slot = "_ws_forward" if params is net.params else "_ws_forward_copy"
+    cached = net.__dict__.get(slot)
+    if cached is not None and cached[0] is params:
         return cached[1]
     plan = _get_plan(net)
     fn = None
     if plan is not None:
-        fn = _mlp.DenseForward(plan.desc, plan.slopes, net.params, plan.F0, plan.K, plan.units,
+        fn = _mlp.DenseForward(plan.desc, plan.slopes, params, plan.F0, plan.K, plan.units,
                                _FORWARD_CHUNK)
-    net._ws_forward = (net.params, fn)
+    net.__dict__[slot] = (params, fn)
     return fn

@@ -18,7 +18,7 @@ class _Activation(Layer):
         self._ws_out = None if self.inplace else np.empty((batch_size,) + self.output_shape,
                                                           dtype=self.dtype)
 
-    def forward(self, X, training=False):
+    def _forward(self, X, training):
         n = X.shape[0]
         if self.inplace:
             Y = X
@@ -29,7 +29,7 @@ class _Activation(Layer):
         self._cache_Y = Y
         return Y
 
-    def backward(self, dY, need_dX=True):
+    def _backward(self, dY, need_dX):
         if not need_dX:
             return None
         _k.activation_backward(self._code, self._cache_Y.reshape(-1), dY.reshape(-1), self._slope())

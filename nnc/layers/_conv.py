@@ -8,6 +8,8 @@ in ``allocate``.  When a whole batch fits in one chunk
 the columns computed by forward are reused by backward; otherwise backward recomputes them chunk by
 chunk from the cached input.
 """
+import math
+
 import numpy as np
 
 from nnc.layers._base import Layer, ParamSpec, _as_pair, _check_positive_int
@@ -99,7 +101,7 @@ class Conv2D(Layer):
         F, OH, OW = self._out3
         cols, tmp = _conv.conv2d_workspace_shapes(1, C, H, W, F, self._KH, self._KW, self._SH,
                                                   self._SW, self._PH, self._PW)
-        per_sample = (int(np.prod(cols[1:])) + int(np.prod(tmp[1:]))) * self.dtype.itemsize
+        per_sample = (math.prod(cols[1:]) + math.prod(tmp[1:])) * self.dtype.itemsize
         self._chunk = int(max(1, min(batch_size, self.workspace_bytes // per_sample)))
         self._ws_cols = np.empty((self._chunk,) + cols[1:], dtype=self.dtype)
         self._ws_tmp = np.empty((self._chunk,) + tmp[1:], dtype=self.dtype)
@@ -108,7 +110,7 @@ class Conv2D(Layer):
         self._cache_cols_ready = False
 
     # -- computation -----------------------------------------------------------------------------
-    def forward(self, X, training=False):
+    def _forward(self, X, training):
         n = X.shape[0]
         X4 = X.reshape((n,) + self._in3)
         Y4 = self._ws_out[:n]
@@ -118,7 +120,7 @@ class Conv2D(Layer):
         self._cache_cols_ready = n <= self._chunk
         return Y4.reshape((n,) + self.output_shape)
 
-    def backward(self, dY, need_dX=True):
+    def _backward(self, dY, need_dX):
         n = dY.shape[0]
         X4 = self._cache_X
         if X4.shape[0] != n:

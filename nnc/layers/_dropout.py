@@ -11,6 +11,7 @@ the layer may overwrite its input when the network says the producer does not ne
 (``inplace``).  Its output aliases its input in that case, and in inference always, so its own
 ``output_reusable`` is that same answer.
 """
+import math
 import numbers
 
 import numpy as np
@@ -60,12 +61,12 @@ class Dropout(Layer):
 
     def allocate(self, batch_size):
         super().allocate(batch_size)
-        size = int(batch_size * np.prod(self.input_shape))
+        size = batch_size * math.prod(self.input_shape)
         self._ws_mask = np.empty(size, dtype=self.dtype)
         self._ws_out = None if self.inplace else np.empty(size, dtype=self.dtype)
         self._cache_identity = True
 
-    def forward(self, X, training=False):
+    def _forward(self, X, training):
         if not training or self.rate == 0.0:
             self._cache_identity = True
             return X
@@ -82,7 +83,7 @@ class Dropout(Layer):
         self._cache_n = n
         return Y
 
-    def backward(self, dY, need_dX=True):
+    def _backward(self, dY, need_dX):
         if not need_dX:
             return None
         if self._cache_identity:

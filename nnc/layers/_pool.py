@@ -62,14 +62,14 @@ class MaxPool2D(_Pool2D):
         super().allocate(batch_size)
         self._ws_argmax = np.empty((batch_size,) + self.output_shape, dtype=np.intc)
 
-    def forward(self, X, training=False):
+    def _forward(self, X, training):
         n = X.shape[0]
         Y = self._ws_out[:n]
         _pool.maxpool2d_forward(X, Y, self._ws_argmax[:n], *self.pool_size, *self.stride,
                                 omp_max_threads())
         return Y
 
-    def backward(self, dY, need_dX=True):
+    def _backward(self, dY, need_dX):
         if not need_dX:
             return None
         n = dY.shape[0]
@@ -88,13 +88,13 @@ class AvgPool2D(_Pool2D):
         None: equal to pool_size.
     """
 
-    def forward(self, X, training=False):
+    def _forward(self, X, training):
         n = X.shape[0]
         Y = self._ws_out[:n]
         _pool.avgpool2d_forward(X, Y, *self.pool_size, *self.stride, omp_max_threads())
         return Y
 
-    def backward(self, dY, need_dX=True):
+    def _backward(self, dY, need_dX):
         if not need_dX:
             return None
         n = dY.shape[0]

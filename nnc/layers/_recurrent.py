@@ -190,13 +190,13 @@ class _Recurrent(Layer):
         ld = self._ld(slots, n)
         return buf[:rows * ld].reshape(rows, ld)[:, :slots * n].reshape(rows, slots, n)
 
-    def forward(self, X, training=False):
+    def _forward(self, X, training):
         n = self._check_input(X)
         Y = self._ws_out[:n]
         self._run_forward(X, Y if self.return_sequences else Y.reshape(n, 1, self.units))
         return Y
 
-    def backward(self, dY, need_dX=True):
+    def _backward(self, dY, need_dX):
         n = self._n_ready
         if n == 0:
             raise RuntimeError(f"{type(self).__name__}.backward needs a preceding forward (the "
@@ -456,7 +456,7 @@ class Bidirectional(Layer):
         if self.merge == "mul":
             self._ws_dyb = np.empty_like(self.forward_layer._ws_out)
 
-    def forward(self, X, training=False):
+    def _forward(self, X, training):
         fw, bw = self.forward_layer, self.backward_layer
         n = fw._check_input(X)
         Y = self._ws_out[:n]
@@ -466,8 +466,8 @@ class Bidirectional(Layer):
             fw._run_forward(X, Y3[:, :, :U])
             bw._run_forward(X, Y3[:, :, U:])
             return Y
-        yf = fw.forward(X, training)
-        yb = bw.forward(X, training)
+        yf = fw._forward(X, training)
+        yb = bw._forward(X, training)
         if self.merge == "mul":
             np.multiply(yf, yb, out=Y)
         else:
@@ -476,7 +476,7 @@ class Bidirectional(Layer):
                 Y *= 0.5
         return Y
 
-    def backward(self, dY, need_dX=True):
+    def _backward(self, dY, need_dX):
         fw, bw = self.forward_layer, self.backward_layer
         n = fw._n_ready
         if n == 0 or bw._n_ready != n:
@@ -497,8 +497,8 @@ class Bidirectional(Layer):
                 dYb = self._ws_dyb[:n]
                 np.multiply(dY, fw._ws_out[:n], out=dYb)
                 dY *= bw._ws_out[:n]
-            dXf = fw.backward(dY, need_dX)
-            dXb = bw.backward(dYb, need_dX)
+            dXf = fw._backward(dY, need_dX)
+            dXb = bw._backward(dYb, need_dX)
         if not need_dX:
             return None
         np.add(dXf, dXb, out=dXf)
