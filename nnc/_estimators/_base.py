@@ -16,10 +16,17 @@ buffer (and trains a copy of the optimizer) and restores it when an exception es
 fit that fails leaves a previously fitted model exactly as it was.  KeyboardInterrupt is not a
 failure: training stops, a warning is issued and the model trained so far is kept.
 
+Threads: predictions may run in any number of threads while one thread fits.  ``_commit`` writes
+the fitted attributes holding ``_FITTED_LOCK`` and a prediction reads what it needs (network_,
+classes_ ...) under the same lock (``_fitted_state``), so it uses one fitted model, never half of
+two; a warm start / partial_fit brackets its in-place update with ``Sequential._begin_update`` /
+``_end_update``, so predictions meanwhile use the weights from before the call.
+
 Model files sit above the estimators: ``est.save(path)`` imports ``nnc._io`` when it is called,
 so importing an estimator never imports the model-file code.
 """
 import copy
+import threading
 import time
 import warnings
 
@@ -43,6 +50,9 @@ _LBFGS_CHUNK = 8192
 
 # Attributes that exist only after a stochastic solver ran (L-BFGS leaves them unset).
 _CURVE_ATTRS = ("loss_curve_", "best_loss_", "validation_scores_", "best_validation_score_")
+
+#: held while a fit commits its attributes and while a prediction reads them (microseconds)
+_FITTED_LOCK = threading.Lock()
 
 
 class NonFiniteLossError(ValueError, FloatingPointError):
@@ -125,10 +135,24 @@ class BaseNeuralNet(SaveMixin, _InputValidation, BaseEstimator):
             raise NotFittedError(f"This {type(self).__name__} instance is not fitted yet. Call "
                                  "'fit' with appropriate arguments before using this estimator.")
 
+    def _fitted_state(self):
+        """The fitted attributes a prediction reads (a dict, see ``_read_fitted``), taken under
+        ``_FITTED_LOCK``: a fit committing in another thread is seen whole or not at all."""
+        with _FITTED_LOCK:
+            self._check_is_fitted()
+            return self._read_fitted()
+
+    def _read_fitted(self):
+        """Hook (called with the lock held): what predictions need besides ``network_``."""
+        return {"network_": self.network_}
+
     def _predict_outputs(self, X):
-        """Link-transformed network outputs (probabilities / values), a new array."""
-        X = self._validate_predict_X(X)
-        return self.network_.predict(X)
+        """(link-transformed network outputs (probabilities / values, a new array), the fitted
+        state they come from)."""
+        fitted = self._fitted_state()
+        net = fitted["network_"]
+        X = self._validate_predict_X(X, net)
+        return net.predict(X), fitted
 
     # ---------------------------------------------------------------- common params
     def _check_common_params(self):
@@ -186,26 +210,31 @@ class BaseNeuralNet(SaveMixin, _InputValidation, BaseEstimator):
             net = self._build_network(X.shape[1:], targets, dtype, rng, incremental)
         y_net = net._check_y(targets.y, n)
         state = self._initial_state(net, warm)
-        snapshot = net.params.copy() if warm else None
+        # warm: other threads' predictions read this copy until the update is over
+        snapshot = net._begin_update() if warm else None
         old_clip = net.clip_grad_norm
         try:
-            net.clip_grad_norm = self._clip_grad_norm()
+            try:
+                net.clip_grad_norm = self._clip_grad_norm()
+                if warm:
+                    self._sync_user_weights(net)
+                if self._solver() == "lbfgs":
+                    self._fit_lbfgs(net, X, y_net, sw, state, targets)
+                else:
+                    self._fit_stochastic(net, X, y_net, sw, state, targets, incremental, rng)
+                if not np.isfinite(net.params).all():
+                    raise NonFiniteLossError(
+                        "Solver produced non-finite parameter weights. The input data may "
+                        "contain large values and need to be preprocessed.")
+            except BaseException:
+                if warm:
+                    net.params[...] = snapshot
+                    net.clip_grad_norm = old_clip
+                raise
+            self._commit(net, state, targets, feature_names, warm)
+        finally:
             if warm:
-                self._sync_user_weights(net)
-            if self._solver() == "lbfgs":
-                self._fit_lbfgs(net, X, y_net, sw, state, targets)
-            else:
-                self._fit_stochastic(net, X, y_net, sw, state, targets, incremental, rng)
-            if not np.isfinite(net.params).all():
-                raise NonFiniteLossError(
-                    "Solver produced non-finite parameter weights. The input data may contain "
-                    "large values and need to be preprocessed.")
-        except BaseException:
-            if warm:
-                net.params[...] = snapshot
-                net.clip_grad_norm = old_clip
-            raise
-        self._commit(net, state, targets, feature_names, warm)
+                net._end_update()
         return self
 
     def _initial_state(self, net, warm):
@@ -444,6 +473,10 @@ class BaseNeuralNet(SaveMixin, _InputValidation, BaseEstimator):
 
     # ---------------------------------------------------------------- commit
     def _commit(self, net, st, targets, feature_names, warm):
+        with _FITTED_LOCK:
+            self._commit_locked(net, st, targets, feature_names, warm)
+
+    def _commit_locked(self, net, st, targets, feature_names, warm):
         self.network_ = net
         self.layers_ = net.layers
         if not warm:
@@ -481,9 +514,8 @@ class BaseNeuralNet(SaveMixin, _InputValidation, BaseEstimator):
     def _gradcheck_problem(self, X, y, sample_weight=None):
         """(network_, X validated, y encoded as the loss expects, sample_weight validated): the
         problem ``nnc.check_gradients(estimator, X, y)`` differentiates."""
-        self._check_is_fitted()
-        net = self.network_
-        X = self._validate_predict_X(X)
+        net = self._fitted_state()["network_"]
+        X = self._validate_predict_X(X, net)
         targets = self._encode_targets(y, True, True, None, net.dtype)
         sw = check_sample_weight(sample_weight, X.shape[0], net.dtype)
         return net, X, net._check_y(targets.y, X.shape[0]), sw

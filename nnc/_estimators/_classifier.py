@@ -185,20 +185,27 @@ class _ClassifierNN:
         self._target_mode = targets.mode
 
     # -- predictions
+    def _read_fitted(self):
+        fitted = super()._read_fitted()
+        fitted["classes_"] = self.classes_
+        fitted["_target_mode"] = self._target_mode
+        return fitted
+
     def predict(self, X):
         """Predicted class labels, shape (n_samples,) ((n_samples, n_labels) for multilabel)."""
-        P = self._predict_outputs(X)
-        if self._target_mode == "multilabel":
+        P, fitted = self._predict_outputs(X)
+        classes, mode = fitted["classes_"], fitted["_target_mode"]
+        if mode == "multilabel":
             return _decode(P, "multilabel")
-        if self.classes_.size == 1:
-            return np.repeat(self.classes_, P.shape[0])
-        return self.classes_[_decode(P, self._target_mode)]
+        if classes.size == 1:
+            return np.repeat(classes, P.shape[0])
+        return classes[_decode(P, mode)]
 
     def predict_proba(self, X):
         """Class probabilities, shape (n_samples, n_classes), in the order of ``classes_``."""
-        P = self._predict_outputs(X)
-        mode = self._target_mode
-        if self.classes_.size == 1 and mode != "multilabel":
+        P, fitted = self._predict_outputs(X)
+        mode = fitted["_target_mode"]
+        if fitted["classes_"].size == 1 and mode != "multilabel":
             return np.ones((P.shape[0], 1), dtype=P.dtype)
         if mode == "sigmoid":
             out = np.empty((P.shape[0], 2), dtype=P.dtype)

@@ -205,9 +205,8 @@ class _InputValidation:
             message += "Feature names must be in the same order as they were in fit.\n"
         raise ValueError(message)
 
-    def _validate_predict_X(self, X):
-        self._check_is_fitted()
-        net = self.network_
+    def _validate_predict_X(self, X, net):
+        """X validated for prediction with the fitted network `net`."""
         # lean path (one-row predict latency): an ndarray already in the network's dtype, layout
         # and sample shape, with no feature names to check, goes straight to check_input
         # (its finiteness scan stays); saves ~1 µs of the ~9 µs one-row predict.

@@ -151,17 +151,17 @@ class _BaseMLP(BaseNeuralNet):
         if coefs is not None and intercepts is not None:
             self._copy_weights_in(net, coefs, intercepts)
 
-    def _validate_predict_X(self, X):
+    def _read_fitted(self):
         # predictions use assigned coefs_ / intercepts_ as scikit-learn's do: copy them in once
-        # and make the attributes views of the buffer again
-        X = super()._validate_predict_X(X)
+        # and make the attributes views of the buffer again (under the fitted-state lock, so the
+        # coefs_ and the network_ compared are those of one fit)
         dense = self._dense_layers(self.network_)
         if any(a is not layer.params[0] for a, layer in zip(self.coefs_, dense)) or any(
                 a is not layer.params[1] for a, layer in zip(self.intercepts_, dense)) or \
                 len(self.coefs_) != len(dense) or len(self.intercepts_) != len(dense):
             self._copy_weights_in(self.network_, self.coefs_, self.intercepts_)
             self._extra_fitted(self.network_)
-        return X
+        return super()._read_fitted()
 
     def _load_user_weights(self, net, incremental):
         # scikit-learn keeps coefs_ / intercepts_ set on an unfitted estimator when the first

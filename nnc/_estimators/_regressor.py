@@ -51,7 +51,7 @@ class _RegressorNN:
 
     def predict(self, X):
         """Predicted values, shape (n_samples,) or (n_samples, n_outputs)."""
-        P = self._predict_outputs(X)
+        P, _ = self._predict_outputs(X)
         return P.ravel() if P.shape[1] == 1 else P
 
     def _validation_score(self, net, targets, X, y, sw):
