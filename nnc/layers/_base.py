@@ -39,7 +39,8 @@ itself.  Child layers held in attributes (a Layer, or a list/tuple of Layers: Bi
 directions, future containers) are shadowed recursively.  So ``_forward`` must not modify, in place,
 any object that is not a ``_ws*`` / ``_cache*`` attribute (assigning attributes is fine: a shadow's
 assignments stay its own); state that must be shared across calls (a random generator) is shared on
-purpose.  Shadows, pickling and deepcopy drop the same attributes (``_workspace_attrs``).
+purpose.  Shadows, pickling and deepcopy drop the same attributes (``_workspace_attrs``).  A
+layer's configuration is fixed once it is built: shadows (and the compiled dense plan) copy it.
 """
 import abc
 import math
