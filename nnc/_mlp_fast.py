@@ -251,9 +251,11 @@ def forward_fn(net, params=None):
     when unsupported/disabled.  Cached per buffer: one slot for ``net.params``, one for a copy."""
     if not enabled():
         return None
-    if params is None:
-        params = net.params
-    slot = "_ws_forward" if params is net.params else "_ws_forward_copy"
+    live = net.params
+    if params is None or params is live:
+        params, slot = live, "_ws_forward"
+    else:
+        slot = "_ws_forward_copy"
     cached = net.__dict__.get(slot)
     if cached is not None and cached[0] is params:
         return cached[1]

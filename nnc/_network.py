@@ -332,7 +332,9 @@ class Sequential:
         out = np.empty((X.shape[0],) + self.output_shape, dtype=self.dtype)
         while True:
             gen = self._ws_gen
-            params = self._inference_params()
+            # the weights to read: a copy while another thread updates them (see _begin_update)
+            pin = self._ws_pin
+            params = self._params if pin is None or pin[1] == threading.get_ident() else pin[0]
             self._forward_into(X, out, params, training)
             # a copy taken by _begin_update is never written; the live buffer only when no
             # update began during this call
@@ -340,15 +342,9 @@ class Sequential:
                 return out
 
     # ------------------------------------------------------------------ inference internals
-    _ws_pin = None   # (weights copy, id of the updating thread) while an estimator updates
-    _ws_gen = 0      # incremented when an update begins
-
-    def _inference_params(self):
-        """The buffer this thread's predicts read: a copy while another thread updates."""
-        pin = self._ws_pin
-        if pin is not None and pin[1] != threading.get_ident():
-            return pin[0]
-        return self._params
+    _ws_pin = None      # (weights copy, id of the updating thread) while an estimator updates
+    _ws_gen = 0         # incremented when an update begins
+    _ws_shadows = None  # the pool of idle shadow stacks (a list, made by the first predict)
 
     def _begin_update(self):
         """Before an in-place update of the weights (estimators' warm start / partial_fit):
@@ -371,7 +367,18 @@ class Sequential:
         if fast is not None:  # dense-only networks: the whole pass in one compiled call
             fast(X, out)
             return
-        stack = self._acquire_shadow(params)
+        # take a shadow stack bound to `params` from the pool, or make one
+        pool = self._ws_shadows
+        if pool is None:
+            pool = self.__dict__.setdefault("_ws_shadows", [])
+        try:
+            stack = pool.pop()
+        except IndexError:
+            stack = None
+        if stack is None or stack.params is not params:
+            layers = [layer._shadow() for layer in self.layers]
+            self._bind_layers(layers, params)
+            stack = _Shadow(layers, params)
         try:
             chunk = max(stack.batch_size, min(n, _PREDICT_CHUNK))
             stack.allocate(chunk)
@@ -382,26 +389,11 @@ class Sequential:
                     Z = layer._forward(Z, training)
                 out[start:stop] = Z
         finally:
-            self._release_shadow(stack)
-
-    def _acquire_shadow(self, params):
-        pool = self.__dict__.setdefault("_ws_shadows", [])
-        try:
-            stack = pool.pop()
-        except IndexError:
-            stack = None
-        if stack is None or stack.params is not params:
-            layers = [layer._shadow() for layer in self.layers]
-            self._bind_layers(layers, params)
-            stack = _Shadow(layers, params)
-        return stack
-
-    def _release_shadow(self, stack):
-        pool = self.__dict__.setdefault("_ws_shadows", [])
-        pin = self._ws_pin
-        if len(pool) < _SHADOW_POOL_CAP and (stack.params is self._params or (
-                pin is not None and stack.params is pin[0])):
-            pool.append(stack)
+            # give it back (at most _SHADOW_POOL_CAP idle) unless its buffer is out of use
+            pin = self._ws_pin
+            if len(pool) < _SHADOW_POOL_CAP and (stack.params is self._params or (
+                    pin is not None and stack.params is pin[0])):
+                pool.append(stack)
 
     def predict(self, X):
         """Link-transformed outputs: probabilities for CE losses, exp for poisson, else identity."""

@@ -155,12 +155,19 @@ class _BaseMLP(BaseNeuralNet):
         # predictions use assigned coefs_ / intercepts_ as scikit-learn's do: copy them in once
         # and make the attributes views of the buffer again (under the fitted-state lock, so the
         # coefs_ and the network_ compared are those of one fit)
-        dense = self._dense_layers(self.network_)
-        if any(a is not layer.params[0] for a, layer in zip(self.coefs_, dense)) or any(
-                a is not layer.params[1] for a, layer in zip(self.intercepts_, dense)) or \
-                len(self.coefs_) != len(dense) or len(self.intercepts_) != len(dense):
-            self._copy_weights_in(self.network_, self.coefs_, self.intercepts_)
-            self._extra_fitted(self.network_)
+        net = self.network_
+        coefs, intercepts = self.coefs_, self.intercepts_
+        dense = self._dense_layers(net)
+        views = len(coefs) == len(dense) and len(intercepts) == len(dense)
+        if views:
+            for a, b, layer in zip(coefs, intercepts, dense):   # a loop: ~1 µs less than any()
+                params = layer.params
+                if a is not params[0] or b is not params[1]:
+                    views = False
+                    break
+        if not views:
+            self._copy_weights_in(net, coefs, intercepts)
+            self._extra_fitted(net)
         return super()._read_fitted()
 
     def _load_user_weights(self, net, incremental):

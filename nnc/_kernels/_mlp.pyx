@@ -331,9 +331,9 @@ def check_plan(const i64[:, ::1] desc, Py_ssize_t n_params, Py_ssize_t F0, Py_ss
             raise ValueError(f"plan: layer {i} has widths ({F}, {U}), its input is {width} wide")
         if kind == KIND_DENSE_:
             if (desc[i, COL_W] < 0 or desc[i, COL_B] < 0
-                    or _checked_add(desc[i, COL_W], _checked_mul(F, U, f"plan: layer {i}'s W"),
-                                    f"plan: layer {i}'s W") > n_params
-                    or _checked_add(desc[i, COL_B], U, f"plan: layer {i}'s b") > n_params):
+                    or _checked_add(desc[i, COL_W], _checked_mul(F, U, "plan: a layer's W"),
+                                    "plan: a layer's W") > n_params
+                    or _checked_add(desc[i, COL_B], U, "plan: a layer's b") > n_params):
                 raise ValueError(f"plan: layer {i}'s parameters lie outside the buffer")
             if desc[i, COL_OUT] == desc[i, COL_IN]:
                 raise ValueError(f"plan: dense layer {i} cannot run in place")
@@ -351,7 +351,7 @@ def check_plan(const i64[:, ::1] desc, Py_ssize_t n_params, Py_ssize_t F0, Py_ss
         if desc[i, COL_IN] != prev_out:
             raise ValueError(f"plan: layer {i} does not read the previous layer's output")
         if desc[i, COL_OUT] < 0 or _checked_add(desc[i, COL_OUT], U,
-                                                f"plan: layer {i}'s output") > ws_units:
+                                                "plan: a layer's output") > ws_units:
             raise ValueError(f"plan: layer {i}'s output lies outside the workspace")
         prev_out = desc[i, COL_OUT]
         width = U
@@ -519,8 +519,9 @@ def pairwise_sum(const floating[::1] a):
     return _pairwise_sum(&a[0], a.shape[0])
 
 
-#: idle workspaces a DenseForward keeps for later calls (more concurrent calls allocate their own)
-FORWARD_POOL_CAP = 8
+# idle workspaces a DenseForward keeps for later calls (more concurrent calls allocate their own)
+cdef Py_ssize_t _POOL_CAP = 8
+FORWARD_POOL_CAP = _POOL_CAP
 
 
 cdef class DenseForward:
@@ -598,7 +599,7 @@ cdef class DenseForward:
             # chunks as long as the workspace holds (it may be longer than this call needs)
             self._run(X, out, ws, n, min(self.max_rows, cnp.PyArray_DIM(ws, 0) // self.units))
         finally:
-            if len(self.idle) < FORWARD_POOL_CAP:
+            if len(self.idle) < _POOL_CAP:
                 self.idle.append(ws)
         return out
 

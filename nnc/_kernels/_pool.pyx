@@ -236,7 +236,7 @@ def pool_output_size(Py_ssize_t size, Py_ssize_t kernel, Py_ssize_t stride):
 cdef tuple _check_pool(Py_ssize_t* X_shape, Py_ssize_t* Y_shape, Py_ssize_t KH, Py_ssize_t KW,
                        Py_ssize_t SH, Py_ssize_t SW, int n_threads, str who):
     """Validate shapes; return (OH, OW)."""
-    cdef Py_ssize_t OH, OW
+    cdef Py_ssize_t OH, OW, HW
     if n_threads < 1:
         raise ValueError(f"{who}: n_threads must be >= 1, got {n_threads}")
     try:
@@ -248,9 +248,13 @@ cdef tuple _check_pool(Py_ssize_t* X_shape, Py_ssize_t* Y_shape, Py_ssize_t KH, 
     got = (Y_shape[0], Y_shape[1], Y_shape[2], Y_shape[3])
     if got != expected:
         raise ValueError(f"{who}: output/gradient has shape {got}, expected {expected}")
-    if _checked_mul(X_shape[2], X_shape[3], f"{who}: plane size H*W") > 2147483647:
+    try:       # (strings formatted only on the error path)
+        HW = _checked_mul(X_shape[2], X_shape[3], "plane size H*W")
+        _checked_mul(X_shape[0], X_shape[1], "planes N*C")
+    except ValueError as exc:
+        raise ValueError(f"{who}: {exc}") from None
+    if HW > 2147483647:
         raise ValueError(f"{who}: planes larger than 2**31 elements are not supported")
-    _checked_mul(X_shape[0], X_shape[1], f"{who}: planes N*C")
     return OH, OW
 
 

@@ -721,7 +721,7 @@ cdef Py_ssize_t _row_stride(list views, Py_ssize_t slots, Py_ssize_t N,
         if rows == 1:
             continue
         if strides[0] % itemsize or strides[0] < _checked_mul(
-                _checked_mul(slots, N, f"{name}: row length"), itemsize, f"{name}: row bytes"):
+                _checked_mul(slots, N, "history row length"), itemsize, "history row bytes"):
             raise ValueError(f"{name}: rows must be at least {slots * N} elements apart")
         this = strides[0] // itemsize
         if this > 2147483647:
