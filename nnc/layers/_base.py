@@ -36,11 +36,13 @@ naming is the whole declaration.  The network runs inference on *shadows* (``_sh
 copy that shares every other attribute (configuration, parameter views, state such as Dropout's
 generator) but none of the ``_ws*`` / ``_cache*`` ones, and that the network binds and allocates
 itself.  Child layers held in attributes (a Layer, or a list/tuple of Layers: Bidirectional's two
-directions, future containers) are shadowed recursively.  So ``_forward`` must not modify, in place,
-any object that is not a ``_ws*`` / ``_cache*`` attribute (assigning attributes is fine: a shadow's
-assignments stay its own); state that must be shared across calls (a random generator) is shared on
-purpose.  Shadows, pickling and deepcopy drop the same attributes (``_workspace_attrs``).  A
-layer's configuration is fixed once it is built: shadows (and the compiled dense plan) copy it.
+directions, future containers) are shadowed recursively.  So an inference ``_forward``
+(training=False) must not modify, in place, any object that is not a ``_ws*`` / ``_cache*``
+attribute (assigning attributes is fine: a shadow's assignments stay its own).  State shared across
+calls on purpose (a random generator, running statistics) is updated in place
+(``self.mean[...] = ...``) and never rebound to a new object, so that existing shadows see it.
+Shadows, pickling and deepcopy drop the same attributes (``_workspace_attrs``).  A layer's
+configuration is fixed once it is built: shadows (and the compiled dense plan) copy it.
 """
 import abc
 import math
