@@ -214,23 +214,24 @@ class BaseNeuralNet(SaveMixin, _InputValidation, BaseEstimator):
         snapshot = net._begin_update() if warm else None
         old_clip = net.clip_grad_norm
         try:
-            try:
-                net.clip_grad_norm = self._clip_grad_norm()
-                if warm:
-                    self._sync_user_weights(net)
-                if self._solver() == "lbfgs":
-                    self._fit_lbfgs(net, X, y_net, sw, state, targets)
-                else:
-                    self._fit_stochastic(net, X, y_net, sw, state, targets, incremental, rng)
-                if not np.isfinite(net.params).all():
-                    raise NonFiniteLossError(
-                        "Solver produced non-finite parameter weights. The input data may "
-                        "contain large values and need to be preprocessed.")
-            except BaseException:
-                if warm:
-                    net.params[...] = snapshot
-                    net.clip_grad_norm = old_clip
-                raise
+            net.clip_grad_norm = self._clip_grad_norm()
+            if warm:
+                self._sync_user_weights(net)
+            if self._solver() == "lbfgs":
+                self._fit_lbfgs(net, X, y_net, sw, state, targets)
+            else:
+                self._fit_stochastic(net, X, y_net, sw, state, targets, incremental, rng)
+            if not np.isfinite(net.params).all():
+                raise NonFiniteLossError(
+                    "Solver produced non-finite parameter weights. The input data may contain "
+                    "large values and need to be preprocessed.")
+        except BaseException:
+            if warm:
+                net.params[...] = snapshot
+                net.clip_grad_norm = old_clip
+                net._end_update()
+            raise
+        try:
             self._commit(net, state, targets, feature_names, warm)
         finally:
             if warm:
