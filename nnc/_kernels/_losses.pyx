@@ -25,11 +25,14 @@ dZ_out may alias Z (each element / row is read before it is written).  Labels ar
 the cdef kernel: callers validate them (the ``loss_gradient`` twin and ``nnc.losses`` do).
 
 Links for predictions, in place: ``_softmax_inplace`` (N, K) rows, ``_exp_inplace`` (clipped as
-above); the logistic link is ``_activations._activation_forward(ACT_LOGISTIC, ...)``.
+above); the logistic link is ``_activations._activation_forward(ACT_LOGISTIC, ...)``.  Every link
+maps finite logits to finite predictions, and infinite logits to their limits (softmax: a row whose
+maximum is +inf shares the mass among its +inf entries instead of computing inf - inf = NaN);
+only NaN logits give NaN.
 No OpenMP: at N*K ~ 1e5 the whole call costs well under a millisecond, less than one GEMM of the
 last layer, so threads would not pay for their barrier.
 """
-from libc.math cimport exp, expf, log, logf, log1p, log1pf, isfinite
+from libc.math cimport exp, expf, log, logf, log1p, log1pf, isfinite, isinf
 
 from nnc._kernels._fastmath cimport _exp_array
 
@@ -172,7 +175,12 @@ cdef double _loss_gradient(int loss, const floating* Z, const floating* Y, const
 # ---------------------------------------------------------------- links (predictions)
 
 cdef void _softmax_inplace(floating* Z, Py_ssize_t N, Py_ssize_t K) noexcept nogil:
-    """Each row of Z (N, K) <- softmax(row), max-subtracted."""
+    """Each row of Z (N, K) <- softmax(row), max-subtracted.
+
+    Rows with infinite logits get the limit instead of NaN (z - zmax would be inf - inf):
+    a row whose maximum is +inf splits the mass evenly over its +inf entries, a row of -inf
+    only is uniform.  Finite rows never produce NaN: z - zmax <= 0 (at worst -inf, exp -> 0) and
+    the sum is >= 1.  Only NaN logits give NaN."""
     cdef Py_ssize_t i, k
     cdef floating* z
     cdef floating zmax, inv
@@ -183,6 +191,9 @@ cdef void _softmax_inplace(floating* Z, Py_ssize_t N, Py_ssize_t K) noexcept nog
         for k in range(1, K):
             if z[k] > zmax:
                 zmax = z[k]
+        if isinf(zmax):
+            _softmax_limit(z, K, zmax > 0)
+            continue
         for k in range(K):
             z[k] = z[k] - zmax
         _exp_array(z, K)
@@ -192,6 +203,27 @@ cdef void _softmax_inplace(floating* Z, Py_ssize_t N, Py_ssize_t K) noexcept nog
         inv = <floating>(1.0 / s)
         for k in range(K):
             z[k] = z[k] * inv
+
+
+cdef void _softmax_limit(floating* z, Py_ssize_t K, bint plus_inf) noexcept nogil:
+    """z <- the softmax limit of a row whose maximum is +inf (plus_inf) or -inf (then every
+    entry is -inf, or NaN: NaN stays NaN)."""
+    cdef Py_ssize_t k, count = 0
+    cdef floating share
+    if plus_inf:
+        for k in range(K):
+            if isinf(z[k]) and z[k] > 0:
+                count += 1
+        share = <floating>(1.0 / <double>count)
+        for k in range(K):
+            if z[k] != z[k]:
+                continue
+            z[k] = share if (isinf(z[k]) and z[k] > 0) else 0
+    else:
+        share = <floating>(1.0 / <double>K)
+        for k in range(K):
+            if z[k] == z[k]:
+                z[k] = share
 
 
 cdef void _exp_inplace(floating* Z, Py_ssize_t n) noexcept nogil:
