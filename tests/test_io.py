@@ -349,8 +349,8 @@ _EDITS = {
         {"__init__": 1}), "invalid config for Dense"),
     "layer config kwargs": (lambda d, a: _net(d)["layers"][0]["config"].update(
         {"a b": 1}), "keyword arguments"),
-    "unknown tag": (lambda d, a: d["object"]["state"].update(
-        {"x_": {"__nnc__": "eval", "code": "1"}}), "unknown tag"),
+    "unknown tag": (lambda d, a: d["object"]["params"].update(
+        {"alpha": {"__nnc__": "eval", "code": "1"}}), "unknown tag"),
     "missing params": (lambda d, a: _net(d).pop("params"), "lacks the key 'params'"),
     "missing layers": (lambda d, a: _net(d).pop("layers"), "lacks the key 'layers'"),
     "missing state": (lambda d, a: d["object"].pop("state"), "lacks the key 'state'"),

@@ -263,6 +263,17 @@ class Layer(abc.ABC):
     def from_config(cls, config):
         return cls(**config)
 
+    # -- state that is neither a parameter nor a workspace ----------------------------------------
+    def state_dict(self):
+        """JSON-serialisable state that training changes outside the parameter buffer (Dropout:
+        its mask generator), so that a model file continues training exactly; {} for most layers."""
+        return {}
+
+    def load_state_dict(self, state):
+        """Restore what ``state_dict`` returned, checking every field (ValueError otherwise)."""
+        if not isinstance(state, dict) or state:
+            raise ValueError(f"{type(self).__name__} has no state to load, got {state!r}")
+
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
         return f"{type(self).__name__}({args})"

@@ -25,6 +25,9 @@ from nnc._kernels._openmp_helpers import omp_max_threads
 
 __all__ = ["Optimizer", "SGD", "AdaGrad", "RMSprop", "Adam", "get_optimizer"]
 
+#: the largest step count a state may hold: the compiled loops count steps in a C long long
+MAX_STEPS = 2**62
+
 
 def _check_real(value, name):
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
@@ -194,8 +197,9 @@ class Optimizer:
         if unknown:
             raise ValueError(f"unknown state entries {sorted(unknown)} for {type(self).__name__}")
         t = state["t"]
-        if isinstance(t, bool) or not isinstance(t, numbers.Integral) or t < 0:
-            raise ValueError(f"state['t'] must be a non-negative int, got {t!r}")
+        if isinstance(t, bool) or not isinstance(t, numbers.Integral) or \
+                not 0 <= t <= MAX_STEPS:
+            raise ValueError(f"state['t'] must be an int in [0, {MAX_STEPS}], got {t!r}")
         arrays = {}
         for name in self._state_names:
             a = state.get(name)
