@@ -18,6 +18,7 @@ import os
 
 import numpy as np
 
+from nnc._interrupt import EpochInterrupted
 from nnc._kernels import _mlp
 from nnc.layers._dense import Dense
 from nnc.layers._activations import Identity, Sigmoid, Tanh, ReLU, LeakyReLU
@@ -29,6 +30,8 @@ __all__ = ["select", "forward_fn", "enabled"]
 _ACTIVATION_CLASSES = (Identity, Sigmoid, Tanh, ReLU, LeakyReLU)
 #: predictions are computed this many rows at a time (as Sequential.forward does)
 _FORWARD_CHUNK = 4096
+#: slots of the compiled loop's result array
+_TOTAL, _T, _DONE = (_mlp.RESULT_SLOTS[k] for k in ("total", "t", "done"))
 
 
 # ``os.environ.get`` costs ~0.7 us (key encoding, decoding) -- a seventh of a one-row predict.
@@ -195,8 +198,12 @@ def _check_array(a, name, dtype, shape):
 
 
 def train_epoch(net, X, y, optimizer, batch_size, sample_weight=None, indices=None,
-                loss_scale=1.0):
-    """One compiled epoch; same contract and result as ``nnc._trainer.run_epoch``."""
+                loss_scale=1.0, guard=None):
+    """One compiled epoch; same contract and result as ``nnc._trainer.run_epoch``.
+
+    guard: nnc._interrupt's deferred-SIGINT guard (main thread), or None: with it the loop stops
+    after the batch in progress on Ctrl-C and ``guard.deliver()`` runs there (EpochInterrupted
+    when it raises; training resumes at the next batch when it does not)."""
     plan = _get_plan(net)
     if plan is None:
         raise ValueError("this network has no compiled training loop")
@@ -224,13 +231,27 @@ def train_epoch(net, X, y, optimizer, batch_size, sample_weight=None, indices=No
     clip = float(net.clip_grad_norm) if net.clip_grad_norm else 0.0
     bufs = _train_buffers(net, plan, B, Y is not None, dtype)
     s1, s2 = optimizer._kernel_state(net.params)
-    config = optimizer._kernel_config(1.0, net.n_decay)
     result = bufs["result"]
-    status = _mlp.train_epoch(
-        plan.desc, plan.slopes, X, Y, labels, sample_weight, indices, B, net.params, net.grads,
-        s1, s2, config, int(loss.code), float(loss_scale), clip, bufs["ws"], bufs["D"],
-        bufs["Xg"], bufs["Yg"], bufs["labg"], bufs["swg"], result)
-    optimizer._kernel_sync(int(result[3]))
+    start = 0
+    while True:
+        config = optimizer._kernel_config(1.0, net.n_decay)
+        result[_T] = -1.0
+        try:
+            status = _mlp.train_epoch(
+                plan.desc, plan.slopes, X, Y, labels, sample_weight, indices, B, net.params,
+                net.grads, s1, s2, config, int(loss.code), float(loss_scale), clip, bufs["ws"],
+                bufs["D"], bufs["Xg"], bufs["Yg"], bufs["labg"], bufs["swg"], result, start,
+                guard is not None)
+        finally:
+            if result[_T] >= 0:          # the loop ran: its steps are applied, count them
+                optimizer._kernel_sync(int(result[_T]))
+        if status != _mlp.STATUS_INTERRUPTED:
+            break
+        start = int(result[_DONE])
+        try:
+            guard.deliver()              # Python's handler raises KeyboardInterrupt here
+        except KeyboardInterrupt:
+            raise EpochInterrupted(start, result[_TOTAL] / start) from None
     if status == _mlp.STATUS_NONFINITE:
         raise FloatingPointError(
             f"the training loss became {result[1]} (batch starting at sample {int(result[2])}); "

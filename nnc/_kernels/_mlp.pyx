@@ -32,8 +32,20 @@ a value would be subnormal.
 Measured (2-core AMD EPYC, 1 thread, float32, Adam): a 30-64-64-1 net at batch 32 costs ~19 us per
 batch, of which the GEMMs ~11 us and the Adam pass ~3.5 us; a 784-256-128-10 net at batch 128
 ~1.66 ms per batch against ~1.43 ms for its GEMMs alone.
+
+Ctrl-C: without the GIL Python's SIGINT handler cannot run before the call returns (a long epoch
+took 10.6 s to notice it).  With ``poll`` set (the caller holds nnc._interrupt's deferred-SIGINT
+guard, so it is the main thread) a C handler is installed for the duration of the nogil call: it
+sets a flag and chains to the handler it replaced (Python's, which records the signal for the
+guard).  The loop reads the flag after every batch (one load of a volatile int: free) and returns
+STATUS_INTERRUPTED after the batch in progress, its update applied and counted; the caller resumes
+with ``start`` when the Python handler decides not to stop.  The handler goes through
+``PyOS_setsig`` (sigaction on POSIX, the CRT's ``signal`` on Windows, where the CRT resets a handler
+before calling it, so ours re-installs itself).  ``result_out[RES_DONE]`` counts the samples done
+so far, updated after every batch.
 """
 cimport numpy as cnp
+from cpython.exc cimport PyErr_CheckSignals
 from libc.string cimport memcpy
 from libc.math cimport isfinite
 
@@ -75,6 +87,47 @@ cdef extern from *:
     unsigned int nnc_ftz_enter() noexcept nogil
     void nnc_ftz_leave(unsigned int old) noexcept nogil
 
+# SIGINT flag for the compiled epoch (see the module docstring).  Install / restore run with the
+# GIL on the main thread only; the handler itself only stores to a volatile sig_atomic_t and calls
+# the handler it replaced (Python's C-level handler, written to run in a signal handler).
+cdef extern from *:
+    """
+    #include <signal.h>
+    static volatile sig_atomic_t nnc_sigint_flag = 0;
+    static PyOS_sighandler_t nnc_sigint_previous = NULL;
+
+    static void nnc_sigint_handler(int sig) {
+        PyOS_sighandler_t previous = nnc_sigint_previous;
+        nnc_sigint_flag = 1;
+        if (previous != NULL && previous != SIG_DFL && previous != SIG_IGN && previous != SIG_ERR
+                && previous != nnc_sigint_handler)
+            previous(sig);
+    #if defined(_WIN32)
+        signal(sig, nnc_sigint_handler);   /* the CRT reset it to SIG_DFL before the call */
+    #endif
+    }
+    /* 1 when installed; 0 when SIGINT is ignored / default / not a function (left alone) */
+    static int nnc_sigint_install(void) {
+        PyOS_sighandler_t previous = PyOS_getsig(SIGINT);
+        if (previous == NULL || previous == SIG_DFL || previous == SIG_IGN || previous == SIG_ERR
+                || previous == nnc_sigint_handler)
+            return 0;
+        nnc_sigint_flag = 0;
+        nnc_sigint_previous = previous;
+        if (PyOS_setsig(SIGINT, nnc_sigint_handler) == SIG_ERR)
+            return 0;
+        return 1;
+    }
+    static void nnc_sigint_restore(void) {
+        PyOS_setsig(SIGINT, nnc_sigint_previous);
+        nnc_sigint_previous = NULL;
+    }
+    static int nnc_sigint_pending(void) { return nnc_sigint_flag != 0; }
+    """
+    int nnc_sigint_install()
+    void nnc_sigint_restore()
+    int nnc_sigint_pending() noexcept nogil
+
 cdef enum:
     COL_KIND = 0
     COL_ACT = 1
@@ -95,6 +148,7 @@ cdef enum:
     STATUS_OK_ = 0
     STATUS_NONFINITE_ = 1
     STATUS_ZERO_WEIGHT_ = 2
+    STATUS_INTERRUPTED_ = 3
 
 NCOL = NCOL_
 #: Python names of the plan columns
@@ -105,17 +159,21 @@ KIND_ACT = KIND_ACT_
 STATUS_OK = STATUS_OK_
 STATUS_NONFINITE = STATUS_NONFINITE_
 STATUS_ZERO_WEIGHT = STATUS_ZERO_WEIGHT_
+STATUS_INTERRUPTED = STATUS_INTERRUPTED_
 _N_ACT = 5          # activation codes 0..4 (``_activations``)
 
 # result_out slots of train_epoch
 cdef enum:
-    RES_TOTAL = 0       # sum over applied batches of batch_loss * m
+    RES_TOTAL = 0       # sum over applied batches of batch_loss * m (input too when resuming)
     RES_LOSS = 1        # loss of the failing batch (status != OK)
     RES_START = 2       # first sample index of the failing batch
     RES_T = 3           # optimizer step counter after the epoch (OptimConfig.t)
-    N_RESULT_ = 4
+    RES_DONE = 4        # samples of the epoch done (applied batches), updated after every batch
+    N_RESULT_ = 5
 
 N_RESULT = N_RESULT_
+RESULT_SLOTS = {"total": RES_TOTAL, "loss": RES_LOSS, "start": RES_START, "t": RES_T,
+                "done": RES_DONE}
 
 
 # ---------------------------------------------------------------- numpy-identical sum
@@ -222,18 +280,20 @@ cdef int _train_epoch(const i64* desc, const floating* slopes, Py_ssize_t L,
                       floating* s1, floating* s2, OptimConfig* cfg, double alpha,
                       int loss, double loss_scale, double clip,
                       floating* ws, floating* d0, floating* d1, floating* Xg, floating* Yg,
-                      int* labg, floating* swg, double* result_out) noexcept nogil:
-    """One epoch of mini-batch training (see train_epoch); returns a STATUS_* code."""
+                      int* labg, floating* swg, double* result_out, Py_ssize_t start,
+                      int poll) noexcept nogil:
+    """One epoch of mini-batch training from sample `start` (see train_epoch); returns a STATUS_*
+    code.  poll: stop after a batch when the SIGINT flag is set (STATUS_INTERRUPTED)."""
     cdef Py_ssize_t m, r, k, row
     cdef const floating* Xb
     cdef const floating* Yb = NULL
     cdef const int* labb = NULL
     cdef const floating* swb = NULL
     cdef const floating* Z
-    cdef double sw_sum_loss, sw_sum, batch_loss, total = 0.0
+    cdef double sw_sum_loss, sw_sum, batch_loss, total = result_out[RES_TOTAL]
     cdef Py_ssize_t n_decay = cfg.n_decay
     cdef size_t xrow = F0 * sizeof(floating)
-    cdef Py_ssize_t start = 0
+    result_out[RES_DONE] = <double>start
     while start < N:
         m = min(B, N - start)
         # ---- the batch: leading rows of the gather buffers, or contiguous slices
@@ -298,7 +358,14 @@ cdef int _train_epoch(const i64* desc, const floating* slopes, Py_ssize_t L,
         cfg.decay = alpha / sw_sum
         _optimizer_step(cfg, params, grads, s1, s2, P)
         total += batch_loss * <double>m
-        start += B
+        start += m
+        result_out[RES_DONE] = <double>start
+        if poll and start < N and nnc_sigint_pending():
+            result_out[RES_TOTAL] = total
+            result_out[RES_LOSS] = 0.0
+            result_out[RES_START] = <double>start
+            result_out[RES_T] = <double>cfg.t
+            return STATUS_INTERRUPTED_
     result_out[RES_TOTAL] = total
     result_out[RES_LOSS] = 0.0
     result_out[RES_START] = -1.0
@@ -371,7 +438,7 @@ def train_epoch(const i64[:, ::1] desc, const floating[::1] slopes,
                 int loss, double loss_scale, double clip,
                 floating[::1] ws_out, floating[:, ::1] D_out, floating[:, ::1] Xg_out,
                 floating[:, ::1] Yg_out, int[::1] labg_out, floating[::1] swg_out,
-                double[::1] result_out):
+                double[::1] result_out, Py_ssize_t start=0, bint poll=False):
     """One epoch of mini-batch training on a dense network; returns a STATUS_* code.
 
     For each batch (rows indices[start:start+B], or contiguous rows when indices is None): gather,
@@ -379,7 +446,11 @@ def train_epoch(const i64[:, ::1] desc, const floating[::1] slopes,
     config['alpha']), stop WITHOUT updating at a non-finite loss (STATUS_NONFINITE) or a batch
     whose weights sum to <= 0 (STATUS_ZERO_WEIGHT), backward, optional global gradient clipping
     (clip > 0), one fused optimizer step (``_optim``; config holds the OptimConfig fields).
-    result_out (N_RESULT,) <- [sum of batch_loss * m, failing loss, failing start, final t].
+    result_out (N_RESULT,) <- [sum of batch_loss * m, failing loss, failing start, final t,
+    samples done].  start > 0 resumes an interrupted epoch at that sample (its running sum
+    read from result_out[RES_TOTAL]).  poll (main thread only): Ctrl-C stops the epoch after
+    the batch in progress (STATUS_INTERRUPTED; RES_START / RES_DONE say where), and Python's
+    signal handlers run before this returns.
     Every shape, offset, index and label is checked here before the nogil call."""
     cdef Py_ssize_t N = X.shape[0], F0 = X.shape[1], L = desc.shape[0], B = batch_size
     cdef Py_ssize_t P = params_out.shape[0], i, maxw, K, units
@@ -395,6 +466,8 @@ def train_epoch(const i64[:, ::1] desc, const floating[::1] slopes,
     cdef int status
     if N < 1 or B < 1:
         raise ValueError(f"train_epoch: need N >= 1 and batch_size >= 1, got {N}, {B}")
+    if start < 0 or start >= N:
+        raise ValueError(f"train_epoch: start must lie in [0, {N}), got {start}")
     K = desc[L - 1, COL_U] if L > 0 else 0
     if D_out.shape[0] != 2 or ws_out.shape[0] % B != 0:
         raise ValueError("train_epoch: D_out must be (2, B * maxw) and ws_out B * units long")
@@ -465,7 +538,10 @@ def train_epoch(const i64[:, ::1] desc, const floating[::1] slopes,
         if Xg_out is None or Xg_out.shape[0] < B or Xg_out.shape[1] != F0:
             raise ValueError(f"train_epoch: Xg_out must have shape ({B}, {F0})")
         idx_ptr = &indices[0]
+    if start == 0:
+        result_out[RES_TOTAL] = 0.0
     cdef unsigned int csr
+    cdef int polling = nnc_sigint_install() if poll else 0
     with nogil:
         csr = nnc_ftz_enter()
         status = _train_epoch(
@@ -476,8 +552,12 @@ def train_epoch(const i64[:, ::1] desc, const floating[::1] slopes,
             &Yg_out[0, 0] if (idx_ptr != NULL and Y_ptr != NULL) else <floating*>NULL,
             &labg_out[0] if (idx_ptr != NULL and lab_ptr != NULL) else <int*>NULL,
             &swg_out[0] if (idx_ptr != NULL and sw_ptr != NULL) else <floating*>NULL,
-            &result_out[0])
+            &result_out[0], start, polling)
         nnc_ftz_leave(csr)
+    if polling:
+        nnc_sigint_restore()
+        if status == STATUS_INTERRUPTED_:
+            PyErr_CheckSignals()   # Python's handler runs now (the guard records the signal)
     return status
 
 
