@@ -13,8 +13,17 @@ the flat parameter buffer, and finally commit the fitted attributes.  The optimi
 Atomic fits: everything is validated before any training; a fresh fit trains a NEW network that
 is swapped into ``self`` only at the end, a warm start / partial_fit snapshots the parameter
 buffer (and trains a copy of the optimizer) and restores it when an exception escapes.  So a
-fit that fails leaves a previously fitted model exactly as it was.  KeyboardInterrupt is not a
-failure: training stops, a warning is issued and the model trained so far is kept.
+fit that fails leaves a previously fitted model exactly as it was (weights and layer states such
+as Dropout's generator).  A fit fails when the training loss turns NaN/inf, or when at the end
+the weights, or the outputs on (a sample of at most ``_FINITE_CHECK_ROWS`` rows of) the training
+data, are not finite: partial_fit and warm starts included.
+
+KeyboardInterrupt is not a failure: training stops, a warning is issued and the model trained so
+far is kept.  SIGINT is deferred to batch boundaries while training runs (``nnc._interrupt``), so
+every counter matches the weights: an epoch cut short counts as an iteration over the batches it
+applied (``n_iter_`` + 1, ``t_`` + their samples, their mean loss in ``loss_curve_``, the
+optimizer's step count + the batches), with the usual end-of-epoch bookkeeping (validation score,
+stopping counters, best weights), and then training stops.
 
 Threads: predictions may run in any number of threads while one thread fits.  ``_commit`` writes
 the fitted attributes holding ``_FITTED_LOCK`` and a prediction reads what it needs (network_,
@@ -32,6 +41,7 @@ import warnings
 
 import numpy as np
 
+from nnc._interrupt import EpochInterrupted, deferred_sigint
 from nnc._compat import SKLEARN_INSTALLED, ConvergenceWarning, NotFittedError
 from nnc._estimators._inputs import _InputValidation, _check_sample_weight, _check_y_present
 from nnc._estimators._params import (_check_bool, _check_interval, _check_random_state_param,
@@ -54,9 +64,31 @@ _CURVE_ATTRS = ("loss_curve_", "best_loss_", "validation_scores_", "best_validat
 #: held while a fit commits its attributes and while a prediction reads them (microseconds)
 _FITTED_LOCK = threading.Lock()
 
+# The end-of-fit check of the outputs runs on at most this many training rows, spread evenly:
+# weights that overflow the outputs (~1e26 in float32) do so on every row, and a forward pass of
+# 256 rows costs far less than one epoch.
+_FINITE_CHECK_ROWS = 256
+
 
 class NonFiniteLossError(ValueError, FloatingPointError):
     """Training produced a non-finite loss; the estimator was left as before the call."""
+
+
+def _check_finite_result(net, X):
+    """NonFiniteLossError unless the weights, and the outputs on up to _FINITE_CHECK_ROWS rows
+    of X spread evenly, are finite (the end-of-step check of fit, partial_fit, warm starts)."""
+    if not np.isfinite(net.params).all():
+        raise NonFiniteLossError(
+            "Solver produced non-finite parameter weights. The input data may contain large "
+            "values and need to be preprocessed.")
+    n = X.shape[0]
+    rows = X[::max(1, n // _FINITE_CHECK_ROWS)][:_FINITE_CHECK_ROWS]
+    if not np.isfinite(net.forward(np.ascontiguousarray(rows))).all():
+        raise NonFiniteLossError(
+            "Solver produced weights whose outputs are not finite (they overflow the network's "
+            f"dtype, {np.dtype(net.dtype).name}). The input data may contain large values and "
+            "need to be preprocessed, or the learning rate is too high; the estimator was left "
+            "as it was before this call.")
 
 
 class SaveMixin:
@@ -146,13 +178,13 @@ class BaseNeuralNet(SaveMixin, _InputValidation, BaseEstimator):
         """Hook (called with the lock held): what predictions need besides ``network_``."""
         return {"network_": self.network_}
 
-    def _predict_outputs(self, X):
-        """(link-transformed network outputs (probabilities / values, a new array), the fitted
-        state they come from)."""
+    def _predict_outputs(self, X, link=True):
+        """(network outputs, a new array: link-transformed (probabilities / values), or the
+        logits when not `link`; the fitted state they come from)."""
         fitted = self._fitted_state()
         net = fitted["network_"]
         X = self._validate_predict_X(X, net)
-        return net.predict(X), fitted
+        return (net.predict(X) if link else net.forward(X)), fitted
 
     # ---------------------------------------------------------------- common params
     def _check_common_params(self):
@@ -212,6 +244,7 @@ class BaseNeuralNet(SaveMixin, _InputValidation, BaseEstimator):
         state = self._initial_state(net, warm)
         # warm: other threads' predictions read this copy until the update is over
         snapshot = net._begin_update() if warm else None
+        layer_states = [layer.state_dict() for layer in net.layers] if warm else None
         old_clip = net.clip_grad_norm
         try:
             net.clip_grad_norm = self._clip_grad_norm()
@@ -221,13 +254,12 @@ class BaseNeuralNet(SaveMixin, _InputValidation, BaseEstimator):
                 self._fit_lbfgs(net, X, y_net, sw, state, targets)
             else:
                 self._fit_stochastic(net, X, y_net, sw, state, targets, incremental, rng)
-            if not np.isfinite(net.params).all():
-                raise NonFiniteLossError(
-                    "Solver produced non-finite parameter weights. The input data may contain "
-                    "large values and need to be preprocessed.")
+            _check_finite_result(net, X)
         except BaseException:
             if warm:
                 net.params[...] = snapshot
+                for layer, layer_state in zip(net.layers, layer_states):
+                    layer.load_state_dict(layer_state)
                 net.clip_grad_norm = old_clip
                 net._end_update()
             raise
@@ -319,48 +351,60 @@ class BaseNeuralNet(SaveMixin, _InputValidation, BaseEstimator):
         sample_idx = np.arange(n)
         max_iter = self._max_iter()
         start = time.perf_counter()
-        try:
-            for _ in range(max_iter):
-                if self.shuffle:
-                    perm = np.arange(n)
-                    rng.shuffle(perm)
-                    sample_idx = sample_idx[perm]
-                try:
-                    loss = net.train_epoch(X, y, optimizer, batch_size, sw,
-                                           sample_idx if self.shuffle else None, loss_scale)
-                except FloatingPointError as exc:
-                    raise NonFiniteLossError(
-                        "Solver produced non-finite parameter weights. The input data may "
-                        "contain large values and need to be preprocessed. The training loss "
-                        f"became non-finite in iteration {st.n_iter_ + 1} ({exc}); the estimator "
-                        "was left as it was before this call.") from exc
-                st.n_iter_ += 1
-                st.loss_ = float(loss)
-                st.t_ += n
-                st.loss_curve_.append(st.loss_)
-                val_score = None
-                if self.early_stopping:
-                    val_score = self._validation_score(net, targets, X_val, y_val, sw_val)
-                self._report_epoch(st.n_iter_, st.loss_, val_score,
-                                   time.perf_counter() - start)
-                self._update_no_improvement(st, net, val_score)
-                if schedule == "invscaling":
-                    optimizer.learning_rate = float(lr_init) / (st.t_ + 1) ** power_t
-                if st.no_improvement_count > self.n_iter_no_change:
-                    what = ("Validation score" if self.early_stopping else "Training loss")
-                    msg = (f"{what} did not improve more than tol={self.tol:f} for "
-                           f"{self.n_iter_no_change} consecutive epochs.")
-                    if self._trigger_stopping(msg, schedule, optimizer):
+        with deferred_sigint() as guard:
+            try:
+                for _ in range(max_iter):
+                    if self.shuffle:
+                        perm = np.arange(n)
+                        rng.shuffle(perm)
+                        sample_idx = sample_idx[perm]
+                    interrupted = None
+                    try:
+                        loss = net.train_epoch(X, y, optimizer, batch_size, sw,
+                                               sample_idx if self.shuffle else None,
+                                               loss_scale)
+                        n_done = n
+                    except EpochInterrupted as exc:   # at a batch boundary: count its batches
+                        interrupted, loss, n_done = exc, exc.loss, exc.n_samples
+                    except FloatingPointError as exc:
+                        raise NonFiniteLossError(
+                            "Solver produced non-finite parameter weights. The input data may "
+                            "contain large values and need to be preprocessed. The training "
+                            f"loss became non-finite in iteration {st.n_iter_ + 1} ({exc}); the "
+                            "estimator was left as it was before this call.") from exc
+                    st.n_iter_ += 1
+                    st.loss_ = float(loss)
+                    st.t_ += n_done
+                    st.loss_curve_.append(st.loss_)
+                    val_score = None
+                    if self.early_stopping:
+                        val_score = self._validation_score(net, targets, X_val, y_val, sw_val)
+                    self._report_epoch(st.n_iter_, st.loss_, val_score,
+                                       time.perf_counter() - start)
+                    self._update_no_improvement(st, net, val_score)
+                    if schedule == "invscaling":
+                        optimizer.learning_rate = float(lr_init) / (st.t_ + 1) ** power_t
+                    if interrupted is not None:
+                        raise interrupted
+                    if st.no_improvement_count > self.n_iter_no_change:
+                        what = ("Validation score" if self.early_stopping else "Training loss")
+                        msg = (f"{what} did not improve more than tol={self.tol:f} for "
+                               f"{self.n_iter_no_change} consecutive epochs.")
+                        if self._trigger_stopping(msg, schedule, optimizer):
+                            break
+                        st.no_improvement_count = 0
+                    if incremental:
                         break
-                    st.no_improvement_count = 0
-                if incremental:
-                    break
-                if st.n_iter_ == max_iter and self._warn_max_iter:
-                    warnings.warn(f"Stochastic Optimizer: Maximum iterations ({max_iter}) "
-                                  "reached and the optimization hasn't converged yet.",
-                                  ConvergenceWarning, stacklevel=4)
-        except KeyboardInterrupt:
-            warnings.warn("Training interrupted by user.", UserWarning, stacklevel=4)
+                    if st.n_iter_ == max_iter and self._warn_max_iter:
+                        warnings.warn(f"Stochastic Optimizer: Maximum iterations ({max_iter}) "
+                                      "reached and the optimization hasn't converged yet.",
+                                      ConvergenceWarning, stacklevel=4)
+                    if guard is not None and guard.pending is not None:
+                        guard.deliver()      # Ctrl-C during the bookkeeping: stop here
+                if guard is not None and guard.pending is not None:
+                    guard.deliver()          # ... or after the last epoch
+            except KeyboardInterrupt:
+                warnings.warn("Training interrupted by user.", UserWarning, stacklevel=4)
         if self.early_stopping:
             net.params[...] = st.best_params
         st.optimizer = optimizer
@@ -447,15 +491,21 @@ class BaseNeuralNet(SaveMixin, _InputValidation, BaseEstimator):
 
         max_iter = self._max_iter()
         x0 = params.astype(np.float64)
+        iterations = [0]
+
+        def count(xk):
+            iterations[0] += 1
+
         try:
             res = scipy.optimize.minimize(
-                fun, x0, method="L-BFGS-B", jac=True,
+                fun, x0, method="L-BFGS-B", jac=True, callback=count,
                 options={"maxfun": self.max_fun, "maxiter": max_iter, "gtol": self.tol})
         except KeyboardInterrupt:
             warnings.warn("Training interrupted by user.", UserWarning)
             if best["x"] is not None:
                 params[...] = best["x"]
                 st.loss_ = best["f"]
+            st.n_iter_ = iterations[0]
             st.lbfgs = True
             return
         st.n_iter_ = int(min(res.nit, max_iter))

@@ -17,6 +17,7 @@ import numpy as np
 from nnc._compat import SKLEARN_INSTALLED, accuracy, available_if
 from nnc._estimators._inputs import _Targets, _check_finite_y, _check_y_present, _column_or_1d
 from nnc._estimators._params import _param_error
+from nnc.losses import get_loss
 
 
 def _type_of_target(y):
@@ -193,7 +194,7 @@ class _ClassifierNN:
 
     def predict(self, X):
         """Predicted class labels, shape (n_samples,) ((n_samples, n_labels) for multilabel)."""
-        P, fitted = self._predict_outputs(X)
+        P, fitted = self._class_outputs(X)
         classes, mode = fitted["classes_"], fitted["_target_mode"]
         if mode == "multilabel":
             return _decode(P, "multilabel")
@@ -203,7 +204,7 @@ class _ClassifierNN:
 
     def predict_proba(self, X):
         """Class probabilities, shape (n_samples, n_classes), in the order of ``classes_``."""
-        P, fitted = self._predict_outputs(X)
+        P, fitted = self._class_outputs(X)
         mode = fitted["_target_mode"]
         if fitted["classes_"].size == 1 and mode != "multilabel":
             return np.ones((P.shape[0], 1), dtype=P.dtype)
@@ -212,9 +213,15 @@ class _ClassifierNN:
             np.subtract(1, P[:, 0], out=out[:, 0])
             out[:, 1] = P[:, 0]
             return out
-        if mode == "ovr":
-            P /= P.sum(axis=1, keepdims=True)
         return P
+
+    def _class_outputs(self, X):
+        """(outputs (n, K), the fitted state they come from): the network's link (softmax or
+        sigmoid) of the logits, or for one-vs-rest the normalised sigmoids (_ovr_normalise)."""
+        Z, fitted = self._predict_outputs(X, link=False)
+        if fitted["_target_mode"] == "ovr":
+            return _ovr_normalise(Z), fitted
+        return fitted["network_"]._loss.link(Z), fitted
 
     def predict_log_proba(self, X):
         """log(predict_proba(X))."""
@@ -252,6 +259,22 @@ class _ClassifierNN:
             tags.input_tags.sparse = True
             tags.classifier_tags.multi_label = True
             return tags
+
+
+def _ovr_normalise(Z):
+    """One-vs-rest probabilities sigmoid(z_k) / sum_j sigmoid(z_j) from the logits Z (n, K).
+    Rows whose sigmoids all underflow (every z below about -745 in float64, -104 in float32)
+    would be 0 / 0: there the same ratio is computed as softmax(log sigmoid(z)), so the
+    probabilities stay finite for finite logits (and follow the logits' order, as predict does)."""
+    P = get_loss("binary_cross_entropy").link(Z.copy())
+    s = P.sum(axis=1)
+    ok = s >= np.finfo(P.dtype).tiny
+    P[ok] /= s[ok, None]
+    bad = ~ok & ~np.isnan(s)
+    if bad.any():
+        log_sigmoid = np.ascontiguousarray(-np.logaddexp(Z.dtype.type(0), -Z[bad]))
+        P[bad] = get_loss("softmax_cross_entropy").link(log_sigmoid)
+    return P
 
 
 def _decode(P, mode):
