@@ -38,7 +38,7 @@ Loading checks everything before it builds anything, and a file sets data, never
   ``fit`` checks them.
 * Each estimator class has an explicit allow-list of the attributes its fit sets, each with its
   type, range and shape checks and the cross-checks between them (``classes_`` against the output
-  width and target mode, ``coefs_`` against the layers, counters within [0, 2**62], finite
+  width and target mode, ``coefs_`` against the layers, counters within [0, 2**53], finite
   weights, ...).  Nothing else is set: no method, property or private cache can be replaced.  A
   network sets its layers, loss, dtype, input shape, random state, weights, layer states and
   ``clip_grad_norm`` only.
@@ -93,8 +93,8 @@ _FREE_ARRAY_BYTES = 1 << 20
 _MAX_STR_CHARS = 4096
 #: largest array hyper-parameter (elements)
 _MAX_PARAM_ARRAY = 1 << 16
-#: counters (n_iter_, t_, step counts) lie in [0, _MAX_COUNT]
-_MAX_COUNT = 2**62
+#: counters (n_iter_, t_, step counts) lie in [0, _MAX_COUNT] (optimizers.MAX_STEPS)
+_MAX_COUNT = 2**53
 #: attributes of a Sequential a file may set besides what its constructor and build() make
 _SEQUENTIAL_EXTRAS = ("clip_grad_norm",)
 
@@ -301,6 +301,8 @@ class _Encoder:
                 raise ValueError(
                     f"cannot save {name}.{key}: not an attribute that {name}.fit sets (a model "
                     f"file holds the hyper-parameters and the fitted state only)")
+        # params first: the decoder reads them first too (references point backwards only)
+        out_params = {k: self.value(v, f"{name}.{k}", params=True) for k, v in params.items()}
         out_state = {}
         for key in allowed:      # network_ first: layers_ refers to its layers
             if key not in state:
@@ -310,11 +312,7 @@ class _Encoder:
                 out_state[key] = self.history(val, f"{name}.{key}")
             else:
                 out_state[key] = self.value(val, f"{name}.{key}")
-        # params first: the decoder reads them first too (references point backwards only)
-        return {_TAG: "estimator", "class": name,
-                "params": {k: self.value(v, f"{name}.{k}", params=True)
-                           for k, v in params.items()},
-                "state": out_state}
+        return {_TAG: "estimator", "class": name, "params": out_params, "state": out_state}
 
 
 def _dtype_name(dt, where):

@@ -25,8 +25,8 @@ from nnc._kernels._openmp_helpers import omp_max_threads
 
 __all__ = ["Optimizer", "SGD", "AdaGrad", "RMSprop", "Adam", "get_optimizer"]
 
-#: the largest step count a state may hold: the compiled loops count steps in a C long long
-MAX_STEPS = 2**62
+#: the largest step count a state may hold (exact in a double: the compiled epoch reports it as one)
+MAX_STEPS = 2**53
 
 
 def _check_real(value, name):
