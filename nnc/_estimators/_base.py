@@ -65,9 +65,15 @@ _CURVE_ATTRS = ("loss_curve_", "best_loss_", "validation_scores_", "best_validat
 _FITTED_LOCK = threading.Lock()
 
 # The end-of-fit check of the outputs runs on at most this many training rows, spread evenly:
-# weights that overflow the outputs (~1e26 in float32) do so on every row, and a forward pass of
-# 256 rows costs far less than one epoch.
-_FINITE_CHECK_ROWS = 256
+# weights that overflow the outputs (~1e26 in float32) do so on every row (rows that alone
+# overflow fail the next epoch's loss check).  A partial_fit of 200 rows into a 784-256-128-10
+# MLP (1 thread) took 3.08 ms with 32 rows checked, 4.0 ms with 256 (and 2.97 ms with no output
+# check), measured by
+#   OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python -m timeit -s "import numpy as np, nnc,
+#   nnc._estimators._base as b; b._FINITE_CHECK_ROWS = 32; r = np.random.RandomState(0);
+#   X = r.rand(200, 784).astype('f4'); y = r.randint(0, 10, 200);
+#   c = nnc.MLPClassifier((256, 128)).partial_fit(X, y, classes=range(10))" "c.partial_fit(X, y)"
+_FINITE_CHECK_ROWS = 32
 
 
 class NonFiniteLossError(ValueError, FloatingPointError):
