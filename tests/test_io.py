@@ -655,3 +655,26 @@ def test_loaded_early_stopping_model_continues_identically():
         copy = _continue_identically(est, X, target, steps=("warm", "warm"))
         assert copy.validation_scores_ == est.validation_scores_
         np.testing.assert_array_equal(copy._best_params, est._best_params)
+
+
+def test_reads_version_1_files(tmp_path):
+    """Version 1 wrote loss curves as JSON lists, the hyper-parameters into the state too, and
+    no layer states: such files still load (a Dropout then restarts from a fresh generator)."""
+    X, y = _data()
+    clf = NeuralNetClassifier(layers=[L.Dense(5), L.Dropout(0.2)], max_epochs=3,
+                              random_state=0).fit(X, y)
+    path = tmp_path / "v2.npz"
+    nnc.save(clf, path)
+    arrays, doc = _read(path)
+    doc["format_version"] = 1
+    state = doc["object"]["state"]
+    for key in ("loss_curve_",):
+        member = state[key]["key"]
+        state[key] = arrays.pop(member).tolist()
+    state.update({k: v for k, v in doc["object"]["params"].items() if k != "layers"})
+    for spec in state["network_"]["layers"]:
+        spec.pop("state")
+    loaded = nnc.load(_write(tmp_path / "v1.npz", arrays, doc))
+    _assert_same_predictions(clf, loaded, X)
+    assert loaded.loss_curve_ == clf.loss_curve_
+    loaded.partial_fit(X, y)
