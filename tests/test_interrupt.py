@@ -27,7 +27,7 @@ _COMMON = textwrap.dedent("""
     import numpy as np
     import nnc, nnc.layers as L
     from nnc.optimizers import Adam
-    from nnc._interrupt import EpochInterrupted
+    from nnc._interrupt import EpochInterrupted, deferred_sigint
     from nnc._kernels import _mlp
 
     B, WATCH = 4, 50
@@ -45,11 +45,33 @@ _COMMON = textwrap.dedent("""
             super().step(*args, **kwargs)
             CountingAdam.steps += 1
 
-    def watch(progress, seen):
-        while progress() < WATCH * B:
-            time.sleep(0)
-        signal.raise_signal(signal.SIGINT)      # from this thread: process-wide handlers run
-        seen.append(progress())                 # samples done once the signal was raised
+    def interrupt_during(run, progress):
+        # (what run() returned or raised, samples done once the signal was raised), with a
+        # watcher thread sending SIGINT once progress() reaches WATCH batches; seen is None
+        # when the epoch ended first.  An outer deferred-SIGINT guard records such a late
+        # signal, which is then dropped, so it cannot strike elsewhere.
+        seen, done = [], threading.Event()
+
+        def watch():
+            while not done.is_set():
+                if progress() >= WATCH * B:
+                    signal.raise_signal(signal.SIGINT)   # from this thread: process-wide
+                    seen.append(progress())
+                    return
+                time.sleep(0)
+
+        with deferred_sigint() as guard:
+            watcher = threading.Thread(target=watch, daemon=True)
+            watcher.start()
+            try:
+                result = run()
+            except EpochInterrupted as exc:
+                result = exc
+            done.set()
+            watcher.join()                      # it has read the progress: nothing else ran
+            (lambda: None)()                    # a late signal's handler runs here ...
+            guard.pending = None                # ... and it is dropped
+        return result, (seen[0] if seen else None)
 
     def progress_of(net):
         # samples done in the next epoch: the compiled loop counter, or the steps taken
@@ -73,17 +95,13 @@ _SEQUENTIAL = _COMMON + textwrap.dedent("""
     out = {}
     for attempt in range(3):
         net, opt = make()
-        seen = []
-        progress = progress_of(net)
-        threading.Thread(target=watch, args=(progress, seen), daemon=True).start()
-        try:
-            net.train_epoch(X, y, opt, B)
+        exc, seen = interrupt_during(lambda: net.train_epoch(X, y, opt, B), progress_of(net))
+        if not isinstance(exc, EpochInterrupted) or exc.n_samples == n:
             continue                              # the watcher was too late: try again
-        except EpochInterrupted as exc:
-            k, loss = exc.n_samples, exc.loss
+        k, loss = exc.n_samples, exc.loss
         ref, ref_opt = make()
         ref_loss = ref.train_epoch(X[:k], y[:k], ref_opt, B)
-        out = {"attempt": attempt, "k": k, "seen": seen[0], "n": n,
+        out = {"attempt": attempt, "k": k, "seen": seen, "n": n,
                "same_weights": bool(np.array_equal(net.params, ref.params)),
                "same_steps": [opt.t, ref_opt.t], "same_loss": [loss, ref_loss]}
         net.train_epoch(X[k:], y[k:], opt, B)     # continuing = never interrupted
@@ -114,15 +132,13 @@ _ESTIMATOR = _COMMON + textwrap.dedent("""
     for attempt in range(3):
         est = make()
         before = pickle.loads(pickle.dumps(est))
-        seen = []
-        progress = progress_of(est.network_)
-        threading.Thread(target=watch, args=(progress, seen), daemon=True).start()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            est.fit(X, y)                         # a warm start: one epoch over all of X
-        if not any("interrupted" in str(w.message) for w in caught):
-            continue
+            # a warm start: one epoch over all of X
+            _, seen = interrupt_during(lambda: est.fit(X, y), progress_of(est.network_))
         k = est.t_ - before.t_
+        if not any("interrupted" in str(w.message) for w in caught) or k == n:
+            continue                              # the watcher was too late: try again
         # the same batches, uninterrupted: the fit's first shuffle, a fresh optimizer
         perm = np.arange(n)
         np.random.RandomState(0).shuffle(perm)
@@ -131,7 +147,7 @@ _ESTIMATOR = _COMMON + textwrap.dedent("""
         Xs, ys = np.ascontiguousarray(X[perm[:k]]), np.ascontiguousarray(y[perm[:k]])
         ref_loss = net.train_epoch(net._check_X(Xs), net._check_y(ys, k), opt, B,
                                    indices=np.arange(k))
-        out = {"attempt": attempt, "k": k, "seen": seen[0], "n": n,
+        out = {"attempt": attempt, "k": k, "seen": seen, "n": n,
                "same_weights": bool(np.array_equal(est.network_.params, net.params)),
                "same_steps": [est._optimizer.t, opt.t, k // B],
                "counters": [est.n_iter_, len(est.loss_curve_), len(before.loss_curve_)],
