@@ -270,7 +270,7 @@ def test_one_vs_rest_probabilities_finite_when_every_sigmoid_underflows(dtype):
                               dtype=dtype).fit(X, y3)
     assert clf._target_mode == "ovr"
     normal = clf.predict_proba(X)
-    P = clf.network_.predict(clf._validate_predict_X(X))
+    P = clf.network_.predict(clf._validate_predict_X(X, clf.network_))
     np.testing.assert_allclose(normal, P / P.sum(axis=1, keepdims=True), rtol=1e-6)
     W, b = clf.network_.layers[-1].params
     W[...] = 0
