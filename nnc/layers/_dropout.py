@@ -111,8 +111,8 @@ class Dropout(Layer):
                               "uinteger": int(st["uinteger"])}}
 
     def load_state_dict(self, state):
-        """Restore a ``state_dict()``: every field is checked (ValueError), then the generator is
-        rebuilt, so masks continue exactly where the saved layer stopped."""
+        """Restore a ``state_dict()``: every field is checked (ValueError), then the generator's
+        state is set, so masks continue exactly where the saved layer stopped."""
         if not isinstance(state, dict) or set(state) != {"generator"}:
             raise ValueError(f"Dropout state must be {{'generator': ...}}, got {state!r}")
         gen = state["generator"]
@@ -140,8 +140,10 @@ class Dropout(Layer):
                 not 0 <= uinteger < 2**32:
             raise ValueError("Dropout generator state: 'has_uint32' must be 0 or 1 and "
                              "'uinteger' a 32-bit unsigned int")
-        rng = np.random.Generator(np.random.PCG64())
-        rng.bit_generator.state = {"bit_generator": "PCG64",
-                                   "state": {"state": value, "inc": inc},
-                                   "has_uint32": int(has_uint32), "uinteger": int(uinteger)}
-        self._rng = rng
+        # the generator is shared state (layers/_base.py): set in place when it exists
+        if self._rng is None or not isinstance(self._rng.bit_generator, np.random.PCG64):
+            self._rng = np.random.Generator(np.random.PCG64())
+        self._rng.bit_generator.state = {"bit_generator": "PCG64",
+                                         "state": {"state": value, "inc": inc},
+                                         "has_uint32": int(has_uint32),
+                                         "uinteger": int(uinteger)}
