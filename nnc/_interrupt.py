@@ -74,7 +74,11 @@ def deferred_sigint():
         yield None
         return
     guard = _Guard(previous)
-    signal.signal(signal.SIGINT, guard._record)
+    try:
+        signal.signal(signal.SIGINT, guard._record)
+    except ValueError:               # e.g. a subinterpreter: signals are not ours to handle
+        yield None
+        return
     _active = guard
     try:
         yield guard
