@@ -41,11 +41,11 @@ import warnings
 
 import numpy as np
 
-from nnc._interrupt import EpochInterrupted, deferred_sigint
 from nnc._compat import SKLEARN_INSTALLED, ConvergenceWarning, NotFittedError
 from nnc._estimators._inputs import _InputValidation, _check_sample_weight, _check_y_present
 from nnc._estimators._params import (_check_bool, _check_interval, _check_random_state_param,
                                      _check_verbose)
+from nnc._interrupt import EpochInterrupted, deferred_sigint
 from nnc._network import Sequential, _check_random_state
 from nnc._validation import check_sample_weight
 
