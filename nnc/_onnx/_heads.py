@@ -79,7 +79,7 @@ def classifier_head(g, est, z, label_out, proba_out, label_classes=None, proba_d
         above = g.op("Greater", [proba, g.const(0.5, "half")], "above_half")
         g.op("Cast", [above], outputs=[label_out], to=TensorProto.INT64)
     else:
-        table = g.const(classes, "classes")
+        table = g.const(classes, "classes", dtype=classes.dtype)   # not the model dtype
         if classes.size == 1:
             proba = _rows_of(g, z, 1, 1.0, dtype, "probabilities")
             index = _rows_of(g, z, None, 0, np.int64, "class_index")
