@@ -136,6 +136,7 @@ def _write_atomically(proto, path):
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, 0o666 & ~_umask())     # mkstemp makes it 0600; a model file is shared
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -143,3 +144,9 @@ def _write_atomically(proto, path):
         except OSError:
             pass
         raise
+
+
+def _umask():
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

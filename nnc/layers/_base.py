@@ -24,6 +24,10 @@ Life cycle, driven by ``nnc.Sequential`` (see ``nnc/_network.py``):
 
 Activation-like layers set ``inplace_capable = True``: the network may then let them overwrite their
 input buffer (when that buffer is a workspace of a previous layer that does not need its output).
+
+ONNX export: a new layer adds its exporter in ``nnc/_onnx/_layers.py`` (one function per layer
+class, reading the layer through ``get_weights()`` / ``get_config()``) and a parity case in
+``tests/onnx/_cases.py``; ``tests/onnx/test_registry.py`` fails for a public layer without them.
 """
 import abc
 from collections import namedtuple
