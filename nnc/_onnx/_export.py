@@ -60,8 +60,9 @@ def describe(model):
     if hasattr(model, "_check_is_fitted") and hasattr(model, "_is_classifier"):
         model._check_is_fitted()          # NotFittedError, as predict would raise
         net = model.network_
-        # the weights predict would use (MLP: arrays assigned to coefs_ are copied in)
-        model._validate_predict_X(np.zeros((1,) + net.input_shape, dtype=net.dtype))
+        # the weights predict would use (MLP: arrays assigned to coefs_ are copied in, as
+        # predict and warm starts do; a no-op for the NeuralNet estimators)
+        model._sync_user_weights(net)
         return net, ("classifier" if model._is_classifier else "regressor")
     raise TypeError(f"to_onnx expects a fitted nnc estimator or a built nnc.Sequential, got "
                     f"{type(model).__name__}")

@@ -170,3 +170,22 @@ def test_estimator_input_is_typed_like_the_model(dtype):
     assert inp.type.tensor_type.elem_type == expected
     dims = inp.type.tensor_type.shape.dim
     assert dims[0].dim_param == "N" and dims[1].dim_value == 5
+
+
+class _Frame:
+    """The two things nnc reads from a DataFrame: string column names and the values."""
+
+    def __init__(self, values):
+        self.values = values
+        self.columns = [f"f{i}" for i in range(values.shape[1])]
+
+    def __array__(self, dtype=None, copy=None):
+        return self.values if dtype is None else self.values.astype(dtype)
+
+
+def test_exported_without_feature_name_warnings(recwarn):
+    X = _Frame(tabular())
+    clf = fit_quietly(MLPClassifier((4,), max_iter=5, random_state=0), X, np.arange(60) % 2)
+    recwarn.clear()
+    nnc.to_onnx(clf)
+    assert not [w for w in recwarn if issubclass(w.category, UserWarning)]
