@@ -96,7 +96,6 @@ def build_graph(g, model, net, kind, x, outputs, label_classes=None, proba_dtype
 
 def to_onnx(model, path=None, *, opset=None, _force_decompose=False):
     """See ``nnc.to_onnx``."""
-    import onnx
     from onnx import helper
 
     from nnc._version import __version__

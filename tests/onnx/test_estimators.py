@@ -162,8 +162,8 @@ def test_neural_net_regressor(loss, n_outputs, dtype):
 
 
 def test_estimator_input_is_typed_like_the_model(dtype):
-    reg = fit_quietly(MLPRegressor(hidden_layer_sizes=(3,), max_iter=5, random_state=0, dtype=dtype), tabular(),
-                      np.arange(60.0))
+    reg = fit_quietly(MLPRegressor(hidden_layer_sizes=(3,), max_iter=5, random_state=0,
+                                   dtype=dtype), tabular(), np.arange(60.0))
     (inp,) = nnc.to_onnx(reg).graph.input
     assert inp.name == "X"
     expected = onnx.TensorProto.FLOAT if dtype == "float32" else onnx.TensorProto.DOUBLE

@@ -110,3 +110,27 @@ def test_opsets_and_path(tmp_path, opset):
     np.testing.assert_allclose(sess.run(None, {"X": X})[0], net.predict(X), rtol=1e-5,
                                atol=1e-5)
     assert [p.name for p in tmp_path.iterdir()] == ["model.onnx"]   # no temporary file left
+
+
+def test_a_first_layer_declares_the_input_dtype(monkeypatch):
+    """Layers reading integer ids (embeddings) type the graph input through ``input_dtype``."""
+    onnx = pytest.importorskip("onnx")
+
+    class FloatIds(L.Identity):
+        """Stand-in for an id-reading first layer: its exporter casts the ids to the dtype."""
+
+    def export(g, layer, x):
+        return g.op("Cast", [x], "ids_as_float",
+                    to=onnx.helper.np_dtype_to_tensor_dtype(g.dtype))
+
+    monkeypatch.setitem(_layers._EXPORTERS, FloatIds,
+                        _layers.LayerExporter(export, lambda layer, dtype: np.int64))
+    net = Sequential([FloatIds(), L.Dense(2)], input_shape=(3,), random_state=0)
+    model = nnc.to_onnx(net)
+    onnx.checker.check_model(model, full_check=True)
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.INT64
+    ort = pytest.importorskip("onnxruntime")
+    ids = np.array([[0, 1, 2], [3, 4, 5]], dtype=np.int64)
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(sess.run(None, {"X": ids})[0], net.predict(ids.astype(float)),
+                               rtol=1e-12)
