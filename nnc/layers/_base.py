@@ -43,6 +43,10 @@ calls on purpose (a random generator, running statistics) is updated in place
 (``self.mean[...] = ...``) and never rebound to a new object, so that existing shadows see it.
 Shadows, pickling and deepcopy drop the same attributes (``_workspace_attrs``).  A layer's
 configuration is fixed once it is built: shadows (and the compiled dense plan) copy it.
+
+ONNX export: a new layer adds its exporter in ``nnc/_onnx/_layers.py`` (one function per layer
+class, reading the layer through ``get_weights()`` / ``get_config()``) and a parity case in
+``tests/onnx/_cases.py``; ``tests/onnx/test_registry.py`` fails for a public layer without them.
 """
 import abc
 import math
