@@ -8,8 +8,8 @@ width) = (n, 1, 8, 8):
     Conv2D(32, 3, padding=1) -> ReLU -> MaxPool2D(2)      (32, 2, 2)
     Flatten -> Dense(64) -> ReLU -> Dense(10)
 
-The script prints the network, test accuracy, the confusion matrix, and saves a picture of test
-images with their predicted labels (mistakes in red).  Without scikit-learn a synthetic stand-in
+The script prints the network, test accuracy, the confusion matrix, and saves a picture of 24 test
+images with their predicted labels: up to 8 of them mistakes (in red), the rest correct.  Without scikit-learn a synthetic stand-in
 for the digits is used.
 
 Run:  python examples/04_cnn.py [--fast] [--no-plot] [--out FILE.png]
@@ -37,16 +37,30 @@ def confusion_matrix(y_true, y_pred, n_classes):
     return cm
 
 
+def pick_grid(y_true, y_pred, n=24):
+    """Indices of n test images to show: every third one a mistake while mistakes last (at most
+    n // 3 of them), the others correct ones, each group in test-set order."""
+    wrong = list(np.flatnonzero(y_pred != y_true)[:n // 3])
+    right = list(np.flatnonzero(y_pred == y_true)[:n - len(wrong)])
+    return np.array([wrong.pop(0) if wrong and (k % 3 == 2 or not right) else right.pop(0)
+                     for k in range(len(wrong) + len(right))], dtype=int)
+
+
 def plot(X, y_true, y_pred, path, n=24):
     plt = pyplot()
+    show = pick_grid(y_true, y_pred, n)
+    n_wrong = int(np.sum(y_pred != y_true))
     fig, axes = plt.subplots(3, n // 3, figsize=(n // 3 * 1.1, 3 * 1.3))
-    for ax, image, truth, pred in zip(axes.ravel(), X[:n], y_true[:n], y_pred[:n]):
-        ax.imshow(image[0], cmap="gray_r", interpolation="nearest")
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, i in zip(axes.ravel(), show):
+        truth, pred = y_true[i], y_pred[i]
+        ax.imshow(X[i, 0], cmap="gray_r", interpolation="nearest")
         ax.set_title(f"{pred}" if pred == truth else f"{pred} ({truth})",
                      color="black" if pred == truth else "red", fontsize=9)
-        ax.axis("off")
-    fig.suptitle("CNN predictions on test digits (red: wrong, true label in brackets)",
-                 fontsize=9)
+    shown = int(np.sum(y_pred[show] != y_true[show]))
+    fig.suptitle(f"CNN predictions on test digits: {n_wrong} of {len(y_true)} wrong, {shown} "
+                 "shown in red (true label in brackets)", fontsize=9)
     save_figure(fig, path)
 
 

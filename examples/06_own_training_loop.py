@@ -49,12 +49,14 @@ def gradient_norms(net, grads):
 
 def plot(history, path):
     plt = pyplot()
+    from matplotlib.ticker import MaxNLocator
     fig, ax = plt.subplots(figsize=(6, 4))
     epochs = [e for e, _ in history]
     names = [name for name, _, _ in history[0][1]]
     for j, name in enumerate(names):
         ax.plot(epochs, [norms[j][1] for _, norms in history], marker="o", label=name)
     ax.set_yscale("log")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))    # epochs are whole numbers
     ax.set_xlabel("epoch")
     ax.set_ylabel("||dL/dW|| (mean over the epoch's batches)")
     ax.set_title("Weight-gradient norm per layer")

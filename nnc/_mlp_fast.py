@@ -12,11 +12,13 @@ Everything the kernels will read is validated here and again in the Cython twins
 contiguity, index and label ranges), so a kernel never reads or writes out of bounds.  The plan
 (one row of ``_mlp.NCOL`` ints per layer, see nnc/_kernels/_mlp.pyx) is built once per network and
 cached on it as ``_ws_mlp_plan``; training workspaces once per batch size (``_ws_mlp_train``);
-the forward callable as ``_ws_forward``.  All ``_ws*`` attributes are dropped on pickling.
+the forward callables as ``_ws_forward`` / ``_ws_forward_copy``.  All ``_ws*`` attributes are
+dropped on pickling.
 """
 import numpy as np
 
 from nnc._config import _LOCAL as _CONFIG
+from nnc._interrupt import EpochInterrupted
 from nnc._kernels import _mlp
 from nnc.layers._dense import Dense
 from nnc.layers._activations import Identity, Sigmoid, Tanh, ReLU, LeakyReLU
@@ -28,6 +30,8 @@ __all__ = ["select", "forward_fn", "enabled"]
 _ACTIVATION_CLASSES = (Identity, Sigmoid, Tanh, ReLU, LeakyReLU)
 #: predictions are computed this many rows at a time (as Sequential.forward does)
 _FORWARD_CHUNK = 4096
+#: slots of the compiled loop's result array
+_TOTAL, _T, _DONE = (_mlp.RESULT_SLOTS[k] for k in ("total", "t", "done"))
 
 
 def enabled():
@@ -181,8 +185,12 @@ def _check_array(a, name, dtype, shape):
 
 
 def train_epoch(net, X, y, optimizer, batch_size, sample_weight=None, indices=None,
-                loss_scale=1.0):
-    """One compiled epoch; same contract and result as ``nnc._trainer.run_epoch``."""
+                loss_scale=1.0, guard=None):
+    """One compiled epoch; same contract and result as ``nnc._trainer.run_epoch``.
+
+    guard: nnc._interrupt's deferred-SIGINT guard (main thread), or None: with it the loop stops
+    after the batch in progress on Ctrl-C and ``guard.deliver()`` runs there (EpochInterrupted
+    when it raises; training resumes at the next batch when it does not)."""
     plan = _get_plan(net)
     if plan is None:
         raise ValueError("this network has no compiled training loop")
@@ -210,13 +218,27 @@ def train_epoch(net, X, y, optimizer, batch_size, sample_weight=None, indices=No
     clip = float(net.clip_grad_norm) if net.clip_grad_norm else 0.0
     bufs = _train_buffers(net, plan, B, Y is not None, dtype)
     s1, s2 = optimizer._kernel_state(net.params)
-    config = optimizer._kernel_config(1.0, net.n_decay)
     result = bufs["result"]
-    status = _mlp.train_epoch(
-        plan.desc, plan.slopes, X, Y, labels, sample_weight, indices, B, net.params, net.grads,
-        s1, s2, config, int(loss.code), float(loss_scale), clip, bufs["ws"], bufs["D"],
-        bufs["Xg"], bufs["Yg"], bufs["labg"], bufs["swg"], result)
-    optimizer._kernel_sync(int(result[3]))
+    start = 0
+    while True:
+        config = optimizer._kernel_config(1.0, net.n_decay)
+        result[_T] = -1.0
+        try:
+            status = _mlp.train_epoch(
+                plan.desc, plan.slopes, X, Y, labels, sample_weight, indices, B, net.params,
+                net.grads, s1, s2, config, int(loss.code), float(loss_scale), clip, bufs["ws"],
+                bufs["D"], bufs["Xg"], bufs["Yg"], bufs["labg"], bufs["swg"], result, start,
+                guard is not None)
+        finally:
+            if result[_T] >= 0:          # the loop ran: its steps are applied, count them
+                optimizer._kernel_sync(int(result[_T]))
+        if status != _mlp.STATUS_INTERRUPTED:
+            break
+        start = int(result[_DONE])
+        try:
+            guard.deliver()              # Python's handler raises KeyboardInterrupt here
+        except KeyboardInterrupt:
+            raise EpochInterrupted(start, result[_TOTAL] / start) from None
     if status == _mlp.STATUS_NONFINITE:
         raise FloatingPointError(
             f"the training loss became {result[1]} (batch starting at sample {int(result[2])}); "
@@ -230,18 +252,25 @@ def train_epoch(net, X, y, optimizer, batch_size, sample_weight=None, indices=No
 
 # ---------------------------------------------------------------------- inference
 
-def forward_fn(net):
+def forward_fn(net, params=None):
     """A callable ``fn(X, out)`` (X C-contiguous (n, *input_shape) of the network dtype, out (n, K))
-    computing the whole forward pass in compiled code, or None when unsupported/disabled."""
+    computing the whole forward pass in compiled code with the weights in ``params`` (default
+    ``net.params``; or a copy with the same layout, see ``Sequential._begin_update``), or None
+    when unsupported/disabled.  Cached per buffer: one slot for ``net.params``, one for a copy."""
     if not enabled():
         return None
-    cached = net.__dict__.get("_ws_forward")
-    if cached is not None and cached[0] is net.params:
+    live = net.params
+    if params is None or params is live:
+        params, slot = live, "_ws_forward"
+    else:
+        slot = "_ws_forward_copy"
+    cached = net.__dict__.get(slot)
+    if cached is not None and cached[0] is params:
         return cached[1]
     plan = _get_plan(net)
     fn = None
     if plan is not None:
-        fn = _mlp.DenseForward(plan.desc, plan.slopes, net.params, plan.F0, plan.K, plan.units,
+        fn = _mlp.DenseForward(plan.desc, plan.slopes, params, plan.F0, plan.K, plan.units,
                                _FORWARD_CHUNK)
-    net._ws_forward = (net.params, fn)
+    net.__dict__[slot] = (params, fn)
     return fn

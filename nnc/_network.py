@@ -1,26 +1,50 @@
 """Sequential: a stack of layers on one flat parameter buffer.
 
+Threads: training (train_epoch, loss_and_gradients, the estimators' fits) runs on the network's own
+layers and workspaces; forward/predict run on a *shadow* of the stack (Layer._shadow: the same
+parameters, workspaces of its own) popped from a lock-free pool and pushed back after the call.
+
 Data: ``params`` and ``grads`` are two flat 1-D arrays of equal length in the network dtype; every
 layer's tensors are views into them, decayed tensors (weights) of all layers first, then biases, so
 L2 is one scaled add over the prefix ``params[:n_decay]``.  Workspaces (layer outputs, input
 gradients, the loss gradient ``_ws_dZ``) are allocated once for the largest batch seen and reused;
 shorter batches use leading rows.  Shape contract: X (n, *input_shape) → logits (n, n_outputs).
+
+Inference in detail: a shadow stack (``_Shadow``) is one ``Layer._shadow()`` per layer, bound to
+views of a parameter buffer and allocated for the chunk size it has seen; ``forward`` pops one
+from ``_ws_shadows`` (``list.pop``/``append`` are atomic under the GIL), makes one when the pool
+is empty, and pushes it back afterwards, keeping at most ``_SHADOW_POOL_CAP`` idle (memory: one
+stack per concurrent predict).  So repeated predicts allocate nothing after the first, and
+concurrent ones never share scratch.  Weights are read at call time: ``set_weights`` or writes
+into ``params`` are seen by the next predict.  While an estimator trains a fitted network in
+place (warm start, partial_fit) it brackets the update with ``_begin_update`` /
+``_end_update``: predicts from other threads then read a copy of the weights taken at the start,
+and a predict that overlapped the start is recomputed (``_ws_gen``), so every predict sees one
+consistent set of weights.  Training the network directly (``train_epoch``) while other threads
+predict on it is not guarded.
 """
+import math
 import numbers
+import threading
+import weakref
 
 import numpy as np
 
-from nnc.layers._base import Layer
+from nnc.layers._base import Layer, _checked_size
 from nnc.layers._dense import Dense
 from nnc.layers._activations import _Activation, Sigmoid
 from nnc.losses import get_loss
-from nnc._validation import check_input, check_sample_weight, resolve_dtype
+from nnc._validation import check_input, check_sample_weight, not_a_layer_error, resolve_dtype
 
 from nnc import _mlp_fast
 from nnc._trainer import run_epoch
 
 # predictions are computed in chunks of this many rows, so predict on big X allocates little
 _PREDICT_CHUNK = 4096
+#: idle shadow stacks kept per network (more concurrent predicts make their own, then drop them)
+_SHADOW_POOL_CAP = 8
+#: serialises the lazy build of an unbuilt network by its first forward calls
+_BUILD_LOCK = threading.Lock()
 
 
 def _check_random_state(seed):
@@ -31,6 +55,30 @@ def _check_random_state(seed):
     if isinstance(seed, np.random.RandomState):
         return seed
     raise ValueError(f"random_state must be None, an int or a RandomState, got {seed!r}")
+
+
+class _Shadow:
+    """One inference copy of the layer stack, bound to the parameter buffer ``params``."""
+
+    __slots__ = ("layers", "params", "batch_size")
+
+    def __init__(self, layers, params):
+        self.layers = layers
+        self.params = params
+        self.batch_size = 0
+
+    def allocate(self, n):
+        if n > self.batch_size:
+            for layer in self.layers:
+                layer.allocate(n)
+            self.batch_size = n
+
+
+def _layer_tree(layer):
+    """The layer and every layer it holds (containers), depth first."""
+    yield layer
+    for child in layer._children():
+        yield from _layer_tree(child)
 
 
 class Sequential:
@@ -55,9 +103,18 @@ class Sequential:
             raise TypeError("layers must be a non-empty list of nnc.layers.Layer instances")
         for i, layer in enumerate(layers):
             if not isinstance(layer, Layer):
-                raise TypeError(f"layers[{i}] is a {type(layer).__name__}, not an nnc layer")
+                raise not_a_layer_error(f"layers[{i}]", layer, Layer)
         if len(set(map(id, layers))) != len(layers):
             raise ValueError("the same layer instance appears twice in layers")
+        for i, layer in enumerate(layers):
+            for part in _layer_tree(layer):
+                owner = part.__dict__.get("_owner")
+                if owner is not None and owner() is not None and owner() is not self:
+                    raise ValueError(
+                        f"layers[{i}] ({type(layer).__name__}) already belongs to another "
+                        "network: its parameters are views into that network's buffer, so one "
+                        "layer instance cannot serve two networks. Create a new layer, e.g. "
+                        f"{type(layer).__name__}.from_config(layer.get_config())")
         self.layers = list(layers)
         self.loss = loss
         self._loss = get_loss(loss)
@@ -65,19 +122,73 @@ class Sequential:
         self.random_state = random_state
         self.input_shape = None
         self.output_shape = None
-        self.params = None
-        self.grads = None
+        self._params = None
+        self._grads = None
         self.n_decay = 0
         #: global gradient-norm clipping applied before each optimizer step (None: off)
         self.clip_grad_norm = None
         self._batch_size = 0
         if input_shape is not None:
             self.build(input_shape)
+        self._claim_layers()
+
+    def _claim_layers(self):
+        """Mark every layer (and child layer) as this network's (weakly: a dropped network frees
+        its layers)."""
+        ref = weakref.ref(self)
+        for layer in self.layers:
+            for part in _layer_tree(layer):
+                part._owner = ref
+
+    # ------------------------------------------------------------------ buffers
+    @property
+    def params(self):
+        """The flat parameter buffer (None before build).  Assigning an array copies it into the
+        buffer (same shape, finite, a real dtype that casts to the network's); the buffer itself
+        is never replaced, since every layer's weights are views into it."""
+        return self._params
+
+    @params.setter
+    def params(self, value):
+        self._assign_buffer("params", value)
+
+    @property
+    def grads(self):
+        """The flat gradient buffer, parallel to ``params``; assignment copies as for params."""
+        return self._grads
+
+    @grads.setter
+    def grads(self, value):
+        self._assign_buffer("grads", value)
+
+    def _assign_buffer(self, name, value):
+        buf = self.__dict__.get("_" + name)
+        if buf is None:
+            raise ValueError(f"cannot assign {name}: the network is not built yet (give "
+                             "input_shape or call build / forward first)")
+        if value is buf:
+            return
+        if not isinstance(value, np.ndarray):
+            try:
+                value = np.asarray(value)
+            except Exception as exc:
+                raise TypeError(f"{name} must be an array of {buf.size} numbers, got "
+                                f"{type(value).__name__}") from exc
+        if value.shape != buf.shape:
+            raise ValueError(f"{name} must have shape {buf.shape} (it is copied into the "
+                             f"network's flat buffer, which every layer's views share), got "
+                             f"{value.shape}")
+        if value.dtype.kind not in "fiu" or not np.can_cast(value.dtype, buf.dtype, "same_kind"):
+            raise TypeError(f"{name} must have a real numeric dtype that casts to "
+                            f"{buf.dtype.name}, got {value.dtype}")
+        if value.dtype.kind == "f" and not np.isfinite(value).all():
+            raise ValueError(f"{name} contains NaN or inf")
+        buf[...] = value
 
     # ------------------------------------------------------------------ building
     @property
     def built(self):
-        return self.params is not None
+        return self._params is not None
 
     def build(self, input_shape):
         """Build every layer, allocate the flat buffers, bind views and initialise weights."""
@@ -90,12 +201,17 @@ class Sequential:
         if len(input_shape) == 0 or any(s < 1 for s in input_shape):
             raise ValueError(f"input_shape must be a non-empty tuple of positive ints, "
                              f"got {input_shape}")
+        _checked_size(input_shape, "input_shape: a sample")
         shape = input_shape
         for i, layer in enumerate(self.layers):
             if isinstance(layer, Dense) and layer.init_factor is None:
                 nxt = self.layers[i + 1] if i + 1 < len(self.layers) else None
                 layer._auto_factor = 2.0 if isinstance(nxt, Sigmoid) else 6.0
             shape = tuple(layer.build(shape, self.dtype))
+            if len(shape) == 0 or any(not isinstance(s, int) or s < 1 for s in shape):
+                raise ValueError(f"layers[{i}] ({type(layer).__name__}) gives the sample shape "
+                                 f"{shape}: every size must be a positive int")
+            _checked_size(shape, f"layers[{i}] ({type(layer).__name__}): an output sample")
         if self._loss.name != "mse" and len(shape) != 1:
             raise ValueError(f"loss {self._loss.name!r} needs a 1-D output per sample, the last "
                              f"layer gives {shape}; add Flatten() and Dense(n)")
@@ -103,8 +219,11 @@ class Sequential:
         self.output_shape = shape
         self._layout = self._make_layout()
         total = sum(size for (_, _, _, size, _) in self._layout)
-        self.params = np.zeros(total, dtype=self.dtype)
-        self.grads = np.zeros(total, dtype=self.dtype)
+        if total > np.iinfo(np.intp).max // self.dtype.itemsize:
+            raise ValueError(f"the network would have {total} parameters: too many to allocate")
+        self._params = np.zeros(total, dtype=self.dtype)
+        self._grads = np.zeros(total, dtype=self.dtype)
+        self.__dict__.pop("_ws_shadows", None)   # shadows of an earlier build: other buffers
         self._bind()
         rng = _check_random_state(self.random_state)
         for layer in self.layers:
@@ -127,7 +246,7 @@ class Sequential:
         layout, off = [], 0
         self.n_decay = 0
         for li, si, spec in ordered:
-            size = int(np.prod(spec.shape))
+            size = math.prod(int(d) for d in spec.shape)   # exact: no wrap-around
             layout.append((li, si, off, size, tuple(spec.shape)))
             off += size
             if spec.decay:
@@ -135,12 +254,17 @@ class Sequential:
         return layout
 
     def _bind(self):
-        per_layer = [[None] * len(layer.param_specs()) for layer in self.layers]
-        per_layer_g = [[None] * len(layer.param_specs()) for layer in self.layers]
+        self._bind_layers(self.layers, self._params)
+
+    def _bind_layers(self, layers, params):
+        """Bind `layers` (the network's own, or a shadow stack) to views of `params` (the
+        network's buffer or a copy with its layout) and of the gradient buffer."""
+        per_layer = [[None] * len(layer.param_specs()) for layer in layers]
+        per_layer_g = [[None] * len(layer.param_specs()) for layer in layers]
         for li, si, off, size, shape in self._layout:
-            per_layer[li][si] = self.params[off:off + size].reshape(shape)
-            per_layer_g[li][si] = self.grads[off:off + size].reshape(shape)
-        for layer, pv, gv in zip(self.layers, per_layer, per_layer_g):
+            per_layer[li][si] = params[off:off + size].reshape(shape)
+            per_layer_g[li][si] = self._grads[off:off + size].reshape(shape)
+        for layer, pv, gv in zip(layers, per_layer, per_layer_g):
             layer.bind(pv, gv)
 
     def _ensure_batch(self, n):
@@ -158,7 +282,9 @@ class Sequential:
             arr = np.asarray(X) if not hasattr(X, "shape") else X
             if getattr(arr, "ndim", 0) < 2:
                 raise ValueError(f"Expected 2D array, got {getattr(arr, 'ndim', 0)}D array instead")
-            self.build(tuple(arr.shape[1:]))
+            with _BUILD_LOCK:       # concurrent first calls: one builds, the others wait
+                if not self.built:
+                    self.build(tuple(arr.shape[1:]))
 
     # ------------------------------------------------------------------ validation
     def _check_X(self, X):
@@ -174,10 +300,11 @@ class Sequential:
 
     # ------------------------------------------------------------------ computation
     def _forward(self, X, training):
-        """Forward pass on validated X (n <= allocated batch); returns a workspace view."""
+        """Forward pass of the network's own stack (training) on validated X (n <= allocated
+        batch); returns a workspace view."""
         out = X
         for layer in self.layers:
-            out = layer.forward(out, training)
+            out = layer._forward(out, training)
         return out
 
     def _backward(self, dZ):
@@ -185,7 +312,7 @@ class Sequential:
         d = dZ
         last = len(self.layers) - 1
         for i in range(last, -1, -1):
-            d = self.layers[i].backward(d, i > 0)
+            d = self.layers[i]._backward(d, i > 0)
 
     def _batch_loss_gradient(self, Xb, yb, swb, training=True):
         """Forward, fused loss + d(logits), backward for one validated batch; returns the loss."""
@@ -199,19 +326,74 @@ class Sequential:
     def forward(self, X, training=False):
         """Output of the last layer (logits for the cross-entropy losses), shape (n, *output_shape).
 
-        Returns a new array (computed in chunks, so memory stays bounded for any n)."""
+        Returns a new array (computed in chunks, so memory stays bounded for any n).  Thread-safe:
+        runs on a shadow of the layer stack (see the module docstring)."""
         X = self._check_X(X)
+        out = np.empty((X.shape[0],) + self.output_shape, dtype=self.dtype)
+        while True:
+            gen = self._ws_gen
+            # the weights to read: a copy while another thread updates them (see _begin_update)
+            pin = self._ws_pin
+            params = self._params if pin is None or pin[1] == threading.get_ident() else pin[0]
+            self._forward_into(X, out, params, training)
+            # a copy taken by _begin_update is never written; the live buffer only when no
+            # update began during this call
+            if params is not self._params or self._ws_gen == gen:
+                return out
+
+    # ------------------------------------------------------------------ inference internals
+    _ws_pin = None      # (weights copy, id of the updating thread) while an estimator updates
+    _ws_gen = 0         # incremented when an update begins
+    _ws_shadows = None  # the pool of idle shadow stacks (a list, made by the first predict)
+
+    def _begin_update(self):
+        """Before an in-place update of the weights (estimators' warm start / partial_fit):
+        other threads' predicts read a copy from now until ``_end_update``.  Returns the copy
+        (also the weights to restore if the update fails)."""
+        snapshot = self._params.copy()
+        self._ws_pin = (snapshot, threading.get_ident())
+        self._ws_gen += 1
+        return snapshot
+
+    def _end_update(self):
+        self._ws_pin = None
+
+    def _forward_into(self, X, out, params, training):
+        """out <- forward of validated X with the weights in `params`, on a shadow stack."""
         n = X.shape[0]
-        out = np.empty((n,) + self.output_shape, dtype=self.dtype)
-        fast = None if training else _mlp_fast.forward_fn(self)
+        if n == 0:
+            return
+        fast = None if training else _mlp_fast.forward_fn(self, params)
         if fast is not None:  # dense-only networks: the whole pass in one compiled call
-            return fast(X, out)
-        chunk = max(self._batch_size, min(n, _PREDICT_CHUNK))
-        self._ensure_batch(chunk)
-        for start in range(0, n, chunk):
-            stop = min(n, start + chunk)
-            out[start:stop] = self._forward(X[start:stop], training)
-        return out
+            fast(X, out)
+            return
+        # take a shadow stack bound to `params` from the pool, or make one
+        pool = self._ws_shadows
+        if pool is None:
+            pool = self.__dict__.setdefault("_ws_shadows", [])
+        try:
+            stack = pool.pop()
+        except IndexError:
+            stack = None
+        if stack is None or stack.params is not params:
+            layers = [layer._shadow() for layer in self.layers]
+            self._bind_layers(layers, params)
+            stack = _Shadow(layers, params)
+        try:
+            chunk = max(stack.batch_size, min(n, _PREDICT_CHUNK))
+            stack.allocate(chunk)
+            for start in range(0, n, chunk):
+                stop = min(n, start + chunk)
+                Z = X[start:stop]
+                for layer in stack.layers:
+                    Z = layer._forward(Z, training)
+                out[start:stop] = Z
+        finally:
+            # give it back (at most _SHADOW_POOL_CAP idle) unless its buffer is out of use
+            pin = self._ws_pin
+            if len(pool) < _SHADOW_POOL_CAP and (stack.params is self._params or (
+                    pin is not None and stack.params is pin[0])):
+                pool.append(stack)
 
     def predict(self, X):
         """Link-transformed outputs: probabilities for CE losses, exp for poisson, else identity."""
@@ -271,7 +453,7 @@ class Sequential:
 
     @property
     def n_params(self):
-        return 0 if self.params is None else self.params.size
+        return 0 if self._params is None else self._params.size
 
     def summary(self):
         """A printable table: layer, output shape, number of parameters."""
@@ -290,23 +472,28 @@ class Sequential:
     # ------------------------------------------------------------------ persistence
     def save(self, path):
         """Save to a safe model file (npz + JSON specs, no pickle); read back with nnc.load(path)."""
-        from nnc._io import save
+        from nnc._io import save   # imported here: model files sit above the network
         save(self, path)
         return self
 
     # ------------------------------------------------------------------ pickling
     def __getstate__(self):
         state = {k: v for k, v in self.__dict__.items() if not k.startswith("_ws")}
-        state["grads"] = None
+        state["_grads"] = None
         state["_batch_size"] = 0
         return state
 
     def __setstate__(self, state):
+        state = dict(state)
+        for name in ("params", "grads"):   # pickled before the buffers became properties
+            if name in state:
+                state["_" + name] = state.pop(name)
         state.setdefault("clip_grad_norm", None)
         self.__dict__.update(state)
-        if self.params is not None:
-            self.grads = np.zeros_like(self.params)
+        if self._params is not None:
+            self._grads = np.zeros_like(self._params)
             self._bind()
+        self._claim_layers()
 
     def __deepcopy__(self, memo):
         import pickle

@@ -4,10 +4,17 @@ Generic path: Python drives the batches (one gather into preallocated buffers, f
 backward, one fused optimizer step per batch); fine when a batch costs far more than the ~20 µs of
 Python around it (conv and recurrent nets).  Dense-only networks take the compiled path in
 nnc._kernels._mlp, which runs the whole epoch without the GIL.
+
+Ctrl-C (nnc/_interrupt.py): both paths run under a deferred-SIGINT guard and stop at a batch
+boundary, raising ``EpochInterrupted`` (a KeyboardInterrupt) that says how many samples the applied
+batches held and their mean loss (all n samples when the signal came during the last batch); the
+weights and the optimizer's step count then describe exactly those batches.  Both paths notice the
+signal after the batch in progress (the check is one flag read per batch).
 """
 import numpy as np
 
 from nnc import _mlp_fast
+from nnc._interrupt import EpochInterrupted, deferred_sigint
 from nnc._kernels import _optim
 
 
@@ -30,18 +37,28 @@ def run_epoch(net, X, y, optimizer, batch_size, sample_weight=None, indices=None
     # one copy per epoch: if a batch blows up, the weights go back to the last finite state
     snapshot = net.params.copy()
     try:
-        fast = _mlp_fast.select(net, optimizer)
-        if fast is not None:
-            return fast(net, X, y, optimizer, batch_size, sample_weight, indices, loss_scale)
-        return _python_epoch(net, X, y, optimizer, batch_size, sample_weight, indices,
-                             loss_scale)
+        with deferred_sigint() as guard:
+            fast = _mlp_fast.select(net, optimizer)
+            if fast is not None:
+                loss = fast(net, X, y, optimizer, batch_size, sample_weight, indices, loss_scale,
+                            guard)
+            else:
+                loss = _python_epoch(net, X, y, optimizer, batch_size, sample_weight, indices,
+                                     loss_scale, guard)
+            if guard is not None and guard.pending is not None:   # during the last batch
+                try:
+                    guard.deliver()
+                except KeyboardInterrupt:
+                    raise EpochInterrupted(n, loss) from None
+            return loss
     except FloatingPointError:
         if not np.isfinite(net.params).all():
             net.params[...] = snapshot
         raise
 
 
-def _python_epoch(net, X, y, optimizer, batch_size, sample_weight, indices, loss_scale):
+def _python_epoch(net, X, y, optimizer, batch_size, sample_weight, indices, loss_scale,
+                  guard=None):
     n = X.shape[0]
     alpha = float(getattr(optimizer, "alpha", 0.0))
     clip = net.clip_grad_norm
@@ -75,5 +92,10 @@ def _python_epoch(net, X, y, optimizer, batch_size, sample_weight, indices, loss
             _optim.clip_grad_norm(net.grads, clip)
         optimizer.step(net.params, net.grads, n_decay=net.n_decay, n_samples=sw_sum)
         total += loss * m
+        if guard is not None and guard.pending is not None and stop < n:
+            try:
+                guard.deliver()          # Python's handler raises KeyboardInterrupt here
+            except KeyboardInterrupt:
+                raise EpochInterrupted(stop, total / stop) from None
     return total / n
 

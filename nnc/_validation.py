@@ -12,6 +12,27 @@ from nnc._kernels._mlp import all_finite as _all_finite_small
 import scipy.sparse as _sp  # sparse input is densified (scikit-learn's MLP accepts it too)
 
 
+def not_a_layer_error(label, obj, layer_class):
+    """TypeError for an entry of a layer list that is not a layer; a layer class passed where an
+    instance belongs gets "did you mean Dense(...)?"."""
+    if isinstance(obj, type):
+        if issubclass(obj, layer_class):
+            return TypeError(f"{label} is a class, not a layer; did you mean {obj.__name__}(...)?")
+        return TypeError(f"{label} is the class {obj.__name__}, not an nnc layer")
+    return TypeError(f"{label} is of type {type(obj).__name__}, not an nnc layer")
+
+
+def channels_last_hint(sample_shape):
+    """For a layer that takes (C, H, W) samples and failed on `sample_shape`: a hint when the
+    shape looks like a channels-last image (H, W, C) with at most 4 channels, else ''."""
+    if len(sample_shape) == 3:
+        H, W, C = sample_shape
+        if C <= 4 and C < min(H, W):
+            return (f".  nnc expects (C, H, W) samples; for channels-last images X of shape "
+                    f"(n, {H}, {W}, {C}) pass X.transpose(0, 3, 1, 2), shape (n, {C}, {H}, {W})")
+    return ""
+
+
 def resolve_dtype(dtype):
     """'float32'/'float64'/np dtype → np.dtype, anything else → TypeError/ValueError."""
     try:

@@ -40,6 +40,24 @@ def loss_gradient(name, Z, Y=None, labels=None, sample_weight=None, clip=700.0):
     return float(np.sum(w * loss) / w.sum()), grad * (w / w.sum())[:, None]
 
 
+
+def softmax_link(Z):
+    """Row-wise softmax in float64 with the limits for infinite logits: a row whose maximum is
+    +inf puts equal mass on its +inf entries, a row of -inf only is uniform; finite rows with
+    scipy's softmax (exp(z - max z), normalised)."""
+    Z = np.asarray(Z, dtype=np.float64)
+    out = np.empty_like(Z)
+    for i, z in enumerate(Z):
+        top = z == np.inf
+        if top.any():
+            out[i] = top / top.sum()
+        elif (z == -np.inf).all():
+            out[i] = 1.0 / z.size
+        else:
+            with np.errstate(over="ignore"):   # z - max z may be -inf: exp -> 0
+                out[i] = softmax(z)
+    return out
+
 # ---------------------------------------------------------------- optimizer updates
 
 def optimizer_steps(kind, p, grads_seq, dtype, lr, n_decay, decay, momentum=0.0, nesterov=False,

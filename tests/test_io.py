@@ -349,8 +349,8 @@ _EDITS = {
         {"__init__": 1}), "invalid config for Dense"),
     "layer config kwargs": (lambda d, a: _net(d)["layers"][0]["config"].update(
         {"a b": 1}), "keyword arguments"),
-    "unknown tag": (lambda d, a: d["object"]["state"].update(
-        {"x_": {"__nnc__": "eval", "code": "1"}}), "unknown tag"),
+    "unknown tag": (lambda d, a: d["object"]["params"].update(
+        {"alpha": {"__nnc__": "eval", "code": "1"}}), "unknown tag"),
     "missing params": (lambda d, a: _net(d).pop("params"), "lacks the key 'params'"),
     "missing layers": (lambda d, a: _net(d).pop("layers"), "lacks the key 'layers'"),
     "missing state": (lambda d, a: d["object"].pop("state"), "lacks the key 'state'"),
@@ -515,3 +515,166 @@ def test_feature_names_roundtrip(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no "X has feature names" warning
         np.testing.assert_array_equal(clf2.predict_proba(df), clf.predict_proba(df))
+
+
+# --------------------------------------------------------------------------- continuing after load
+def _continue_identically(est, X, y, steps=("partial", "partial", "warm")):
+    """Save, load, then train the original and the loaded copy side by side: partial_fit calls
+    and a warm-start fit; every step must give bit-identical weights, outputs and counters."""
+    buf = io.BytesIO()
+    nnc.save(est, buf)
+    buf.seek(0)
+    copy = nnc.load(buf)
+    kwargs = {"classes": np.unique(y)} if hasattr(est, "classes_") and y.ndim == 1 else {}
+    for step in steps:
+        for model in (est, copy):
+            if step == "partial":
+                model.partial_fit(X, y, **kwargs)
+            else:
+                model.set_params(warm_start=True)
+                model.fit(X, y)
+        np.testing.assert_array_equal(est.network_.params, copy.network_.params, err_msg=step)
+        assert (est.n_iter_, est.t_, est.loss_) == (copy.n_iter_, copy.t_, copy.loss_), step
+        assert est.loss_curve_ == copy.loss_curve_, step
+        if hasattr(est, "_optimizer"):
+            assert est._optimizer.t == copy._optimizer.t, step
+        _assert_same_predictions(est, copy, X)
+    return copy
+
+
+def _sequences(n=24, T=4, F=3, seed=0):
+    rng = np.random.RandomState(seed)
+    X = rng.randn(n, T, F)
+    return X, (X.sum(axis=(1, 2)) > 0).astype(int)
+
+
+def _images(n=24, seed=0):
+    rng = np.random.RandomState(seed)
+    X = rng.rand(n, 1, 6, 6)
+    return X, (X[:, 0, :3].mean(axis=(1, 2)) > X[:, 0, 3:].mean(axis=(1, 2))).astype(int)
+
+
+# every layer class of nnc.layers appears in one of these bodies (checked below)
+_BODIES = {
+    "dense": (lambda: [L.Dense(6), L.Identity(), L.Dense(6), L.ReLU(), L.Dropout(0.3),
+                       L.Dense(5), L.LeakyReLU(0.1), L.Sigmoid(), L.Dense(4), L.Tanh()],
+              lambda: _data(24)),
+    "conv2d": (lambda: [L.Conv2D(3, 3, padding=1), L.ReLU(), L.MaxPool2D(2),
+                        L.Conv2D(2, 2), L.AvgPool2D(2), L.Flatten(), L.Dropout(0.2)],
+               _images),
+    "conv1d": (lambda: [L.Conv1D(3, 2), L.Tanh(), L.Flatten(), L.Dropout(0.25, random_state=5),
+                        L.Dense(4)],
+               _sequences),
+    "recurrent": (lambda: [L.LSTM(4, return_sequences=True), L.Dropout(0.3),
+                           L.Bidirectional(L.GRU(3, return_sequences=True), merge="sum"),
+                           L.SimpleRNN(3)],
+                  _sequences),
+}
+
+
+def test_continuation_bodies_cover_every_layer():
+    used = {type(inner).__name__ for make, _ in _BODIES.values() for layer in make()
+            for inner in (layer, getattr(layer, "forward_layer", layer))}   # Bidirectional
+    assert used | {"Layer", "ParamSpec"} == set(L.__all__)
+
+
+@pytest.mark.parametrize("body", sorted(_BODIES))
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_loaded_model_continues_identically_every_layer(body, dtype):
+    """Save -> load -> keep training == never saved, for every layer type (Dropout's generator,
+    the optimizer's moments and step count, the shuffles all carry over)."""
+    make, data = _BODIES[body]
+    X, y = data()
+    clf = NeuralNetClassifier(layers=make(), max_epochs=2, batch_size=8, random_state=0,
+                              dtype=dtype)
+    clf.fit(X, y)
+    _continue_identically(clf, X, y)
+    reg = NeuralNetRegressor(layers=make(), max_epochs=1, batch_size=8,
+                             random_state=np.random.RandomState(1), dtype=dtype)
+    reg.fit(X, y.astype(float))
+    _continue_identically(reg, X, y.astype(float), steps=("warm", "partial"))
+
+
+_OPTIMIZERS = {
+    "sgd": lambda: SGD(0.05),
+    "momentum": lambda: SGD(0.05, momentum=0.9),
+    "nesterov": lambda: SGD(0.05, momentum=0.9, nesterov=True),
+    "adagrad": lambda: nnc.optimizers.AdaGrad(0.05),
+    "rmsprop": lambda: nnc.optimizers.RMSprop(0.01),
+    "adam": lambda: Adam(0.01),
+}
+
+
+def test_continuation_covers_every_optimizer():
+    assert set(type(make()).__name__ for make in _OPTIMIZERS.values()) == \
+        set(nnc.optimizers.__all__) - {"Optimizer", "get_optimizer"}
+
+
+@pytest.mark.parametrize("name", sorted(_OPTIMIZERS))
+@pytest.mark.parametrize("path", ["compiled", "generic"])
+def test_loaded_model_continues_identically_every_optimizer(name, path):
+    X, y = _data(40)
+    body = [L.Dense(6), L.ReLU()] + ([L.Dropout(0.2)] if path == "generic" else [])
+    reg = NeuralNetRegressor(layers=body, optimizer=_OPTIMIZERS[name](), max_epochs=2,
+                             batch_size=8, random_state=0, alpha=1e-3, dtype="float64")
+    reg.fit(X, X[:, :2])
+    loaded = _continue_identically(reg, X, X[:, :2])
+    assert type(loaded._optimizer) is type(reg._optimizer)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: MLPClassifier(hidden_layer_sizes=(6, 5), solver="sgd", learning_rate="invscaling",
+                          max_iter=3, batch_size=16, random_state=0),
+    lambda: MLPClassifier(hidden_layer_sizes=(5,), solver="adam", max_iter=3, random_state=3,
+                          n_iter_no_change=1, tol=10.0),
+    lambda: MLPRegressor(hidden_layer_sizes=(5,), solver="sgd", learning_rate="adaptive",
+                         max_iter=4, batch_size=8, random_state=np.random.RandomState(2),
+                         n_iter_no_change=1, tol=10.0),
+    lambda: MLPRegressor(hidden_layer_sizes=(4,), solver="rmsprop", max_iter=3,
+                         random_state=0, dtype="float32"),
+], ids=["mlpc-sgd-invscaling", "mlpc-adam-stopping", "mlpr-sgd-adaptive", "mlpr-rmsprop-f32"])
+def test_loaded_mlp_continues_identically(make):
+    """fit(warm_start) and partial_fit of the drop-ins, with the stopping counters, the
+    learning-rate schedules and a RandomState random_state in play."""
+    X, y = _data(50)
+    est = make()
+    target = y if isinstance(est, MLPClassifier) else X[:, 0] - X[:, 1]
+    est.fit(X, target)
+    _continue_identically(est, X, target, steps=("partial", "warm", "partial"))
+
+
+def test_loaded_early_stopping_model_continues_identically():
+    """Warm starts with early stopping: the validation curve, best score and best weights."""
+    X, y = _data(60)
+    for est in (MLPClassifier(hidden_layer_sizes=(5,), max_iter=4, early_stopping=True,
+                              n_iter_no_change=2, random_state=0),
+                NeuralNetRegressor(layers=[L.Dense(5), L.Dropout(0.2)], max_epochs=3,
+                                   early_stopping=True, random_state=0)):
+        target = y if isinstance(est, MLPClassifier) else X[:, :2]
+        est.fit(X, target)
+        copy = _continue_identically(est, X, target, steps=("warm", "warm"))
+        assert copy.validation_scores_ == est.validation_scores_
+        np.testing.assert_array_equal(copy._best_params, est._best_params)
+
+
+def test_reads_version_1_files(tmp_path):
+    """Version 1 wrote loss curves as JSON lists, the hyper-parameters into the state too, and
+    no layer states: such files still load (a Dropout then restarts from a fresh generator)."""
+    X, y = _data()
+    clf = NeuralNetClassifier(layers=[L.Dense(5), L.Dropout(0.2)], max_epochs=3,
+                              random_state=0).fit(X, y)
+    path = tmp_path / "v2.npz"
+    nnc.save(clf, path)
+    arrays, doc = _read(path)
+    doc["format_version"] = 1
+    state = doc["object"]["state"]
+    for key in ("loss_curve_",):
+        member = state[key]["key"]
+        state[key] = arrays.pop(member).tolist()
+    state.update({k: v for k, v in doc["object"]["params"].items() if k != "layers"})
+    for spec in state["network_"]["layers"]:
+        spec.pop("state")
+    loaded = nnc.load(_write(tmp_path / "v1.npz", arrays, doc))
+    _assert_same_predictions(clf, loaded, X)
+    assert loaded.loss_curve_ == clf.loss_curve_
+    loaded.partial_fit(X, y)

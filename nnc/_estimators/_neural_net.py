@@ -4,13 +4,16 @@
 fresh copies with ``type(layer).from_config(layer.get_config())``, kept as ``layers_``); the
 estimator appends the output head, a Dense sized from y, whose link (softmax / sigmoid /
 identity / exp) is handled by the loss.  Fit, early stopping, warm start, partial_fit and the
-stopping rule are the MLPs' (``_base.py``).
+stopping rule are the MLPs' (the fit loop in ``_base.py``).
 """
 
 
 from nnc._compat import ClassifierMixin, RegressorMixin
-from nnc._estimators._base import (BaseNeuralNet, _ClassifierNN, _RegressorNN, _check_interval,
-                                   _check_options, _is_int, _param_error)
+from nnc._estimators._base import BaseNeuralNet
+from nnc._estimators._classifier import _ClassifierNN
+from nnc._estimators._params import _check_interval, _check_options, _is_int, _param_error
+from nnc._estimators._regressor import _RegressorNN
+from nnc._validation import not_a_layer_error
 from nnc.layers._base import Layer
 from nnc.layers._dense import Dense
 from nnc.layers._activations import ReLU
@@ -51,7 +54,7 @@ class _BaseNeuralNet(BaseNeuralNet):
                          TypeError)
         for i, layer in enumerate(layers):
             if not isinstance(layer, Layer):
-                raise TypeError(f"layers[{i}] is a {type(layer).__name__}, not an nnc layer")
+                raise not_a_layer_error(f"layers[{i}]", layer, Layer)
         return list(layers)
 
     def _input_shape_param(self):
@@ -107,10 +110,12 @@ class _BaseNeuralNet(BaseNeuralNet):
             line = f"Epoch {n_iter}/{self.max_epochs}, loss = {loss:.8f}"
             if val_score is not None:
                 line += f", validation score = {val_score:.6f}"
-            print(line + f", {elapsed:.2f}s")
+            print(line + f", time since start {elapsed:.2f}s")
 
 
-_PARAMS_DOC = """
+# numpydoc pieces, assembled in __init__'s order (loss sits between dtype and clip_grad_norm);
+# tests/test_docstrings.py checks every public class.
+_PARAMS_BEFORE_LOSS = """
     Parameters
     ----------
     layers : list of nnc.layers.Layer or None, default=None
@@ -119,9 +124,9 @@ _PARAMS_DOC = """
     input_shape : tuple of int or None, default=None
         Shape of one sample.  A 2-D X with prod(input_shape) columns is reshaped (pipelines).
         None: X.shape[1:].
-    optimizer : {'sgd', 'momentum', 'nesterov', 'adagrad', 'rmsprop', 'adam'} or an
-        nnc.optimizers.Optimizer, default='adam'
-        An instance is copied (its own learning rate is used; ``alpha`` > 0 overrides its L2).
+    optimizer : {'sgd', 'momentum', 'nesterov', 'adagrad', 'rmsprop', 'adam'} or Optimizer
+        An nnc.optimizers.Optimizer instance is copied (its own learning rate is used;
+        ``alpha`` > 0 overrides its L2).  Default 'adam'.
     learning_rate : float, default=1e-3
     batch_size : int, default=64
     max_epochs : int, default=10
@@ -138,31 +143,50 @@ _PARAMS_DOC = """
         Without early stopping: stop when the training loss has not improved by tol for
         n_iter_no_change epochs.
     verbose : bool, default=False
-        One line per epoch: epoch, loss, validation score, elapsed seconds.
+        One line per epoch: epoch, loss, validation score (with early_stopping) and the seconds
+        since training started.
     warm_start : bool, default=False
     dtype : 'float32', 'float64' or None, default='float32'
-        None: float32 input stays float32, anything else float64.
+        None: float32 input stays float32, anything else float64."""
+
+_PARAMS_AFTER_LOSS = """
     clip_grad_norm : float or None, default=None
-        Rescale each batch gradient to at most this global L2 norm.
+        Rescale each batch gradient to at most this global L2 norm."""
+
+_ATTRIBUTES = """
 
     Attributes
     ----------
-    network_ : nnc.Sequential;  layers_ : its layers (body copies + output head)
-    n_features_in_, loss_, loss_curve_, validation_scores_, best_validation_score_, best_loss_,
-    n_iter_ (epochs run by the last fit), t_, n_outputs_, out_activation_
-"""
+    network_ : nnc.Sequential
+        The fitted network.
+    layers_ : list of nnc.layers.Layer
+        Its layers: copies of the body, then the output head.
+    n_features_in_ : int
+    loss_ : float
+        Training loss of the last epoch.
+    loss_curve_, validation_scores_ : list of float
+        Loss and validation score per epoch (validation scores with early_stopping).
+    best_loss_, best_validation_score_ : float or None
+    n_iter_ : int
+        Epochs run by the last fit.
+    t_ : int
+        Training samples seen.
+    n_outputs_ : int
+    out_activation_ : str
+        Output link: 'identity', 'logistic', 'softmax' or 'exp'."""
 
 
 class NeuralNetClassifier(_ClassifierNN, ClassifierMixin, _BaseNeuralNet):
     __doc__ = ("Classifier on any stack of nnc layers (dense, conv, recurrent ...).\n"
-               + _PARAMS_DOC + """
+               + _PARAMS_BEFORE_LOSS + """
     loss : {'auto', 'softmax_cross_entropy', 'binary_cross_entropy'}, default='auto'
         'auto': softmax cross-entropy for multiclass, binary cross-entropy (one logistic
         output) for binary and multilabel targets.  'softmax_cross_entropy' on binary targets
         uses two softmax outputs; 'binary_cross_entropy' on multiclass targets trains one
-        logistic output per class (one-vs-rest, probabilities normalised).
-
-    Also: classes_.
+        logistic output per class (one-vs-rest, probabilities normalised).""" + _PARAMS_AFTER_LOSS
+               + _ATTRIBUTES + """
+    classes_ : ndarray
+        The class labels.
 """)
 
     def __init__(self, layers=None, input_shape=None, optimizer="adam", learning_rate=1e-3,
@@ -207,11 +231,11 @@ class NeuralNetClassifier(_ClassifierNN, ClassifierMixin, _BaseNeuralNet):
 
 class NeuralNetRegressor(_RegressorNN, RegressorMixin, _BaseNeuralNet):
     __doc__ = ("Regressor on any stack of nnc layers (dense, conv, recurrent ...).\n"
-               + _PARAMS_DOC + """
+               + _PARAMS_BEFORE_LOSS + """
     loss : {'auto', 'mse', 'squared_error', 'poisson'}, default='auto'
         'auto' = 'mse' (0.5 * squared error summed over outputs, averaged over samples);
-        'poisson' uses the exp link and needs y >= 0.
-""")
+        'poisson' uses the exp link and needs y >= 0.""" + _PARAMS_AFTER_LOSS + _ATTRIBUTES
+               + "\n")
 
     def __init__(self, layers=None, input_shape=None, optimizer="adam", learning_rate=1e-3,
                  batch_size=64, max_epochs=10, alpha=0.0, shuffle=True, random_state=None,

@@ -5,7 +5,7 @@ terms of the output Y = f(Z), so no pre-activation copy is kept:
 logistic y(1-y), tanh 1-y^2, relu [y>0], leaky_relu [y>0] + slope [y<=0] (slope > 0).
 n is the total number of elements (any shape, C-contiguous).
 """
-from libc.math cimport exp, expf, tanh, tanhf
+from nnc._kernels._fastmath cimport _sigmoid_array, _tanh_array
 
 # Python-visible codes (mirror the enum in _activations.pxd)
 IDENTITY = ACT_IDENTITY
@@ -15,35 +15,18 @@ RELU = ACT_RELU
 LEAKY_RELU = ACT_LEAKY_RELU
 
 
-cdef inline floating _sigmoid(floating x) noexcept nogil:
-    cdef floating e
-    if floating is float:
-        if x >= 0:
-            return 1.0 / (1.0 + expf(-x))
-        e = expf(x)
-        return e / (1.0 + e)
-    else:
-        if x >= 0:
-            return 1.0 / (1.0 + exp(-x))
-        e = exp(x)
-        return e / (1.0 + e)
-
-
 cdef void _activation_forward(int act, floating* Z, Py_ssize_t n, floating slope) noexcept nogil:
     """Z <- f(Z) in place."""
     cdef Py_ssize_t i
     if act == ACT_LOGISTIC:
-        for i in range(n):
-            Z[i] = _sigmoid(Z[i])
+        _sigmoid_array(Z, n)             # vectorised, error bounds in _fastmath.pyx
     elif act == ACT_TANH:
-        for i in range(n):
-            if floating is float:
-                Z[i] = tanhf(Z[i])
-            else:
-                Z[i] = tanh(Z[i])
-    # Branch-free selects vectorise (a data-dependent `if` mispredicts and does not): ReLU on
-    # 346K float32 elements 1533 -> 48 us forward, 1641 -> 34 us backward (helper-2's CNN
-    # profile).  `0 if z < 0 else z` also lets NaN through, as PyTorch does.
+        _tanh_array(Z, n)
+    # Branch-free selects vectorise (a data-dependent `if` mispredicts and does not): on
+    # 64x8x26x26 float32 (346K elements, the first convolution's output in bench_cnn.py) ReLU
+    # takes 30-48 us forward and 35-48 us backward as selects, 1520 and 1580 us written as `if`
+    # statements (1 thread; the ReLU line of `python benchmarks/bench_elementwise.py`).
+    # `0 if z < 0 else z` also lets NaN through, as PyTorch does.
     elif act == ACT_RELU:
         for i in range(n):
             Z[i] = 0 if Z[i] < 0 else Z[i]

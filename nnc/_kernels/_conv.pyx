@@ -41,6 +41,7 @@ from libc.string cimport memset, memcpy
 from nnc._kernels._blas cimport floating, blas_int, _gemm, NoTrans, Trans_
 from nnc._kernels._parallel cimport (_par_begin, _par_end, _par_run, _chunk_lo, MAX_JOBS,
                                      WORK_IM2COL)
+from nnc._kernels._sizes cimport _checked_mul, _checked_add
 
 # largest value of a BLAS size / leading dimension (32-bit BLAS)
 cdef Py_ssize_t _BLAS_MAX = 2147483647
@@ -289,7 +290,8 @@ cdef bint _is_grid(Py_ssize_t C, Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t F, Py_
     """Take the grid path: stride 1, no padding, and more column rows than twice the filters (the
     grid saves ~2 CKK OH short copies per sample and costs ~2 F OH: the benchmark's 1->8 layer,
     CKK 9, ran its backward 60% slower on the grid, the 8->16 layer, CKK 72, 30% faster)."""
-    return SH == 1 and SW == 1 and PH == 0 and PW == 0 and C * KH * KW > 2 * F
+    # C KH KW > 2 F, written so that a huge F cannot overflow
+    return SH == 1 and SW == 1 and PH == 0 and PW == 0 and (C * KH * KW - 1) // 2 >= F
 
 
 cdef void _im2col_grid_sample(const floating* X, floating* cols, Py_ssize_t L, Py_ssize_t C,
@@ -449,7 +451,10 @@ cdef void _conv2d_backward(const floating* X, const floating* Wt, const floating
             _grid_prepare(3, dY + start * F * P, NULL, tmp, n, C, H, W, F, KH, KW, OH, OW,
                           n_threads)
         for i in range(n):
-            g = tmp + i * F * L if grid else dY + (start + i) * F * P
+            if grid:
+                g = tmp + i * F * L
+            else:
+                g = dY + (start + i) * F * P
             cn = cols + i * CKK * L
             beta = 0.0 if start + i == 0 else 1.0
             _gemm(NoTrans, Trans_, <blas_int>F, <blas_int>CKK, <blas_int>L, <floating>1.0,
@@ -469,18 +474,75 @@ cdef void _conv2d_backward(const floating* X, const floating* Wt, const floating
 
 # ---------------------------------------------------------------- validation helpers
 
-def conv_output_size(Py_ssize_t size, Py_ssize_t kernel, Py_ssize_t stride, Py_ssize_t pad):
-    """(size + 2 pad - kernel) // stride + 1, or raise ValueError on illegal geometry."""
+cdef Py_ssize_t _out_size(Py_ssize_t size, Py_ssize_t kernel, Py_ssize_t stride,
+                          Py_ssize_t pad) except -1:
+    """(size + 2 pad - kernel) // stride + 1, or ValueError on illegal geometry (also when
+    size + 2 pad overflows)."""
+    cdef Py_ssize_t padded
     if kernel < 1 or stride < 1 or pad < 0 or size < 1:
         raise ValueError(f"illegal geometry: size={size}, kernel={kernel}, stride={stride}, "
                          f"padding={pad} (need size, kernel, stride >= 1 and padding >= 0)")
-    if kernel > size + 2 * pad:
+    padded = _checked_add(size, _checked_mul(2, pad, "padding"), "padded input size")
+    if kernel > padded:
         raise ValueError(f"kernel {kernel} is larger than the padded input {size} + 2*{pad}")
-    return (size + 2 * pad - kernel) // stride + 1
+    return (padded - kernel) // stride + 1
+
+
+def conv_output_size(Py_ssize_t size, Py_ssize_t kernel, Py_ssize_t stride, Py_ssize_t pad):
+    """(size + 2 pad - kernel) // stride + 1, or raise ValueError on illegal geometry (also when
+    size + 2 pad overflows)."""
+    return _out_size(size, kernel, stride, pad)
+
+
+cdef int _column_sizes(Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, Py_ssize_t KH, Py_ssize_t KW,
+                       Py_ssize_t SH, Py_ssize_t SW, Py_ssize_t PH, Py_ssize_t PW, bint grid,
+                       str who, Py_ssize_t* OH, Py_ssize_t* OW, Py_ssize_t* CKK,
+                       Py_ssize_t* L) except -1:
+    """OH, OW, CKK = C KH KW and L = OH OW, or the grid length (OH - 1) W + OW when `grid`
+    (stride 1, no padding), with every sum and product overflow-checked (ValueError prefixed by
+    `who`; strings are formatted only on that error path)."""
+    try:
+        OH[0] = _out_size(H, KH, SH, PH)
+        OW[0] = _out_size(W, KW, SW, PW)
+        CKK[0] = _checked_mul(_checked_mul(C, KH, "column rows C*KH*KW"), KW,
+                              "column rows C*KH*KW")
+        if grid:
+            L[0] = _checked_add(_checked_mul(OH[0] - 1, W, "grid length"), OW[0],
+                                "grid length")
+        else:
+            L[0] = _checked_mul(OH[0], OW[0], "output pixels OH*OW")
+        _checked_mul(CKK[0], L[0], "one sample's columns")
+    except ValueError as exc:
+        raise ValueError(f"{who}: {exc}") from None
+    return 0
 
 
 cdef inline tuple _shape4(Py_ssize_t* shape):
     return (shape[0], shape[1], shape[2], shape[3])
+
+
+cdef tuple _workspace_shapes(Py_ssize_t Nc, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
+                             Py_ssize_t F, Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH,
+                             Py_ssize_t SW, Py_ssize_t PH, Py_ssize_t PW, str who):
+    cdef Py_ssize_t OH = 0, OW = 0, CKK = 0, L = 0
+    cdef bint grid
+    if Nc < 1:
+        raise ValueError(f"{who}: the chunk size Nc must be >= 1, got {Nc}")
+    if F < 1 or C < 1:
+        raise ValueError(f"{who}: filters F={F} and channels C={C} must be >= 1")
+    _column_sizes(C, H, W, KH, KW, SH, SW, PH, PW, False, who, &OH, &OW, &CKK, &L)
+    grid = _is_grid(C, KH, KW, F, SH, SW, PH, PW)
+    if grid:
+        _column_sizes(C, H, W, KH, KW, SH, SW, PH, PW, True, who, &OH, &OW, &CKK, &L)
+    # whole workspaces must be representable (NumPy then decides whether they fit in memory)
+    try:
+        _checked_mul(Nc, _checked_mul(CKK, L, "cols"), "cols")
+        _checked_mul(Nc, _checked_mul(F, L, "tmp"), "tmp")
+    except ValueError as exc:
+        raise ValueError(f"{who}: {exc}") from None
+    if grid:
+        return (Nc, CKK, L), (Nc, F, L)
+    return (Nc, CKK, L), (Nc, F, 0)
 
 
 def conv2d_workspace_shapes(Py_ssize_t Nc, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
@@ -490,13 +552,7 @@ def conv2d_workspace_shapes(Py_ssize_t Nc, Py_ssize_t C, Py_ssize_t H, Py_ssize_
 
     cols (Nc, C KH KW, L) and tmp (Nc, F, T): L = OH OW and T = 0 in general; on the grid path
     (stride 1, no padding, C KH KW > 2 F) L = T = (OH - 1) W + OW, the full-width output grid."""
-    cdef Py_ssize_t OH = conv_output_size(H, KH, SH, PH), OW = conv_output_size(W, KW, SW, PW)
-    if Nc < 1:
-        raise ValueError(f"the chunk size Nc must be >= 1, got {Nc}")
-    if _is_grid(C, KH, KW, F, SH, SW, PH, PW):
-        L = (OH - 1) * W + OW
-        return (Nc, C * KH * KW, L), (Nc, F, L)
-    return (Nc, C * KH * KW, OH * OW), (Nc, F, 0)
+    return _workspace_shapes(Nc, C, H, W, F, KH, KW, SH, SW, PH, PW, "conv2d_workspace_shapes")
 
 
 cdef tuple _check_conv(tuple X_shape, tuple W_shape, Py_ssize_t SH, Py_ssize_t SW,
@@ -505,24 +561,20 @@ cdef tuple _check_conv(tuple X_shape, tuple W_shape, Py_ssize_t SH, Py_ssize_t S
     """Validate every shape of a conv2d twin call; return (OH, OW, Nc)."""
     cdef Py_ssize_t N = X_shape[0], C = X_shape[1], H = X_shape[2], W = X_shape[3]
     cdef Py_ssize_t F = W_shape[0], KH = W_shape[2], KW = W_shape[3]
-    cdef Py_ssize_t OH, OW, Nc
+    cdef Py_ssize_t OH = 0, OW = 0, CKK = 0, L = 0, Nc
     if n_threads < 1:
         raise ValueError(f"{who}: n_threads must be >= 1, got {n_threads}")
     if W_shape[1] != C:
         raise ValueError(f"{who}: weights have {W_shape[1]} input channels, X has {C}")
     if F < 1 or C < 1:
         raise ValueError(f"{who}: empty filter or channel dimension")
-    try:
-        OH = conv_output_size(H, KH, SH, PH)
-        OW = conv_output_size(W, KW, SW, PW)
-    except ValueError as exc:
-        raise ValueError(f"{who}: {exc}") from None
+    _column_sizes(C, H, W, KH, KW, SH, SW, PH, PW, False, who, &OH, &OW, &CKK, &L)
     if Y_shape != (N, F, OH, OW):
         raise ValueError(f"{who}: output/gradient has shape {Y_shape}, expected {(N, F, OH, OW)}")
     Nc = cols_shape[0]
     if Nc < 1:
         raise ValueError(f"{who}: cols must hold at least one sample, got shape {cols_shape}")
-    want_cols, want_tmp = conv2d_workspace_shapes(Nc, C, H, W, F, KH, KW, SH, SW, PH, PW)
+    want_cols, want_tmp = _workspace_shapes(Nc, C, H, W, F, KH, KW, SH, SW, PH, PW, who)
     if cols_shape != want_cols or tmp_shape != want_tmp:
         raise ValueError(f"{who}: workspaces must have shapes cols {want_cols}, tmp {want_tmp} "
                          f"(see conv2d_workspace_shapes), got {cols_shape}, {tmp_shape}")
@@ -540,13 +592,12 @@ def im2col(const floating[:, :, :, ::1] X, floating[:, :, ::1] cols_out, Py_ssiz
     cols_out[n, (c, kh, kw), oh OW + ow] = X[n, c, oh SH - PH + kh, ow SW - PW + kw] (0 in the
     padding)."""
     cdef Py_ssize_t N = X.shape[0], C = X.shape[1], H = X.shape[2], W = X.shape[3]
-    cdef Py_ssize_t OH, OW
+    cdef Py_ssize_t OH = 0, OW = 0, CKK = 0, P = 0
     if n_threads < 1:
         raise ValueError("im2col: n_threads must be >= 1")
-    OH = conv_output_size(H, KH, SH, PH)
-    OW = conv_output_size(W, KW, SW, PW)
-    if (cols_out.shape[0], cols_out.shape[1], cols_out.shape[2]) != (N, C * KH * KW, OH * OW):
-        raise ValueError(f"im2col: cols_out must have shape {(N, C * KH * KW, OH * OW)}, "
+    _column_sizes(C, H, W, KH, KW, SH, SW, PH, PW, False, "im2col", &OH, &OW, &CKK, &P)
+    if (cols_out.shape[0], cols_out.shape[1], cols_out.shape[2]) != (N, CKK, P):
+        raise ValueError(f"im2col: cols_out must have shape {(N, CKK, P)}, "
                          f"got {(cols_out.shape[0], cols_out.shape[1], cols_out.shape[2])}")
     if N == 0 or C == 0:
         return
@@ -562,13 +613,12 @@ def col2im(const floating[:, :, ::1] cols, floating[:, :, :, ::1] dX_out, Py_ssi
     (overwritten)."""
     cdef Py_ssize_t N = dX_out.shape[0], C = dX_out.shape[1], H = dX_out.shape[2]
     cdef Py_ssize_t W = dX_out.shape[3]
-    cdef Py_ssize_t OH, OW
+    cdef Py_ssize_t OH = 0, OW = 0, CKK = 0, P = 0
     if n_threads < 1:
         raise ValueError("col2im: n_threads must be >= 1")
-    OH = conv_output_size(H, KH, SH, PH)
-    OW = conv_output_size(W, KW, SW, PW)
-    if (cols.shape[0], cols.shape[1], cols.shape[2]) != (N, C * KH * KW, OH * OW):
-        raise ValueError(f"col2im: cols must have shape {(N, C * KH * KW, OH * OW)}, "
+    _column_sizes(C, H, W, KH, KW, SH, SW, PH, PW, False, "col2im", &OH, &OW, &CKK, &P)
+    if (cols.shape[0], cols.shape[1], cols.shape[2]) != (N, CKK, P):
+        raise ValueError(f"col2im: cols must have shape {(N, CKK, P)}, "
                          f"got {(cols.shape[0], cols.shape[1], cols.shape[2])}")
     if N == 0 or C == 0:
         return
@@ -582,12 +632,11 @@ def im2col_grid(const floating[:, :, :, ::1] X, floating[:, :, ::1] cols_out, Py
     """Stride-1 unpadded columns on the full-width grid: cols_out (N, C KH KW, L),
     cols_out[n, (c, kh, kw), q] = X[n, c].flat[kh W + kw + q], L = (OH - 1) W + OW."""
     cdef Py_ssize_t N = X.shape[0], C = X.shape[1], H = X.shape[2], W = X.shape[3]
-    cdef Py_ssize_t OH, OW
+    cdef Py_ssize_t OH = 0, OW = 0, CKK = 0, L = 0
     if n_threads < 1:
         raise ValueError("im2col_grid: n_threads must be >= 1")
-    OH = conv_output_size(H, KH, 1, 0)
-    OW = conv_output_size(W, KW, 1, 0)
-    want = (N, C * KH * KW, (OH - 1) * W + OW)
+    _column_sizes(C, H, W, KH, KW, 1, 1, 0, 0, True, "im2col_grid", &OH, &OW, &CKK, &L)
+    want = (N, CKK, L)
     if (cols_out.shape[0], cols_out.shape[1], cols_out.shape[2]) != want:
         raise ValueError(f"im2col_grid: cols_out must have shape {want}, "
                          f"got {(cols_out.shape[0], cols_out.shape[1], cols_out.shape[2])}")
@@ -603,12 +652,11 @@ def col2im_grid(const floating[:, :, ::1] cols, floating[:, :, :, ::1] dX_out, P
     """Adjoint of im2col_grid: dX_out (N, C, H, W) overwritten with the scattered columns."""
     cdef Py_ssize_t N = dX_out.shape[0], C = dX_out.shape[1], H = dX_out.shape[2]
     cdef Py_ssize_t W = dX_out.shape[3]
-    cdef Py_ssize_t OH, OW
+    cdef Py_ssize_t OH = 0, OW = 0, CKK = 0, L = 0
     if n_threads < 1:
         raise ValueError("col2im_grid: n_threads must be >= 1")
-    OH = conv_output_size(H, KH, 1, 0)
-    OW = conv_output_size(W, KW, 1, 0)
-    want = (N, C * KH * KW, (OH - 1) * W + OW)
+    _column_sizes(C, H, W, KH, KW, 1, 1, 0, 0, True, "col2im_grid", &OH, &OW, &CKK, &L)
+    want = (N, CKK, L)
     if (cols.shape[0], cols.shape[1], cols.shape[2]) != want:
         raise ValueError(f"col2im_grid: cols must have shape {want}, "
                          f"got {(cols.shape[0], cols.shape[1], cols.shape[2])}")

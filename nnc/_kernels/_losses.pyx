@@ -17,17 +17,24 @@ with one exp per element; softmax subtracts the row maximum; per-element terms a
 double.  Poisson clips the exponent: exp(min(z, EXP_CLIP)) with EXP_CLIP = 80 for float32
 (exp(80) ~ 5.5e34 < FLT_MAX) and 700 for float64 (exp(700) ~ 1e304 < DBL_MAX), in the loss, its
 gradient and the ``exp`` link alike, so |z| = 1e4 gives finite numbers in both dtypes.  Only the
-double accumulation of many ~1e304 terms can still reach inf.
+double accumulation of many ~1e304 terms can still reach inf.  Softmax takes its exp from
+_fastmath's vectorised array kernel (within 1 ulp of the C library's); bce and poisson call the C
+library's exp per element (their loops also call log1p / log, which stay scalar anyway).
 
 dZ_out may alias Z (each element / row is read before it is written).  Labels are NOT checked by
 the cdef kernel: callers validate them (the ``loss_gradient`` twin and ``nnc.losses`` do).
 
 Links for predictions, in place: ``_softmax_inplace`` (N, K) rows, ``_exp_inplace`` (clipped as
-above); the logistic link is ``_activations._activation_forward(ACT_LOGISTIC, ...)``.
+above); the logistic link is ``_activations._activation_forward(ACT_LOGISTIC, ...)``.  Every link
+maps finite logits to finite predictions, and infinite logits to their limits (softmax: a row whose
+maximum is +inf shares the mass among its +inf entries instead of computing inf - inf = NaN);
+only NaN logits give NaN.
 No OpenMP: at N*K ~ 1e5 the whole call costs well under a millisecond, less than one GEMM of the
 last layer, so threads would not pay for their barrier.
 """
-from libc.math cimport exp, expf, log, logf, log1p, log1pf, isfinite
+from libc.math cimport exp, expf, log, logf, log1p, log1pf, isfinite, isinf
+
+from nnc._kernels._fastmath cimport _exp_array
 
 # Python-visible codes (mirror the enum in _losses.pxd)
 MSE = LOSS_MSE
@@ -109,15 +116,16 @@ cdef inline double _row_bce(const floating* z, const floating* y, floating* dz, 
 cdef inline double _row_softmax_ce(const floating* z, int label, floating* dz, floating scale,
                                    Py_ssize_t K) noexcept nogil:
     cdef Py_ssize_t k
-    cdef floating zmax = z[0], zl = z[label], e, inv
+    cdef floating zmax = z[0], zl = z[label], inv
     cdef double s = 0.0
     for k in range(1, K):
         if z[k] > zmax:
             zmax = z[k]
     for k in range(K):
-        e = _exp(z[k] - zmax)
-        dz[k] = e
-        s += e
+        dz[k] = z[k] - zmax
+    _exp_array(dz, K)                # vectorised exp (_fastmath)
+    for k in range(K):
+        s += dz[k]
     inv = <floating>(scale / s)      # s >= 1 (the max term is 1)
     for k in range(K):
         dz[k] = dz[k] * inv
@@ -167,10 +175,15 @@ cdef double _loss_gradient(int loss, const floating* Z, const floating* Y, const
 # ---------------------------------------------------------------- links (predictions)
 
 cdef void _softmax_inplace(floating* Z, Py_ssize_t N, Py_ssize_t K) noexcept nogil:
-    """Each row of Z (N, K) <- softmax(row), max-subtracted."""
+    """Each row of Z (N, K) <- softmax(row), max-subtracted.
+
+    Rows with infinite logits get the limit instead of NaN (z - zmax would be inf - inf):
+    a row whose maximum is +inf splits the mass evenly over its +inf entries, a row of -inf
+    only is uniform.  Finite rows never produce NaN: z - zmax <= 0 (at worst -inf, exp -> 0) and
+    the sum is >= 1.  Only NaN logits give NaN."""
     cdef Py_ssize_t i, k
     cdef floating* z
-    cdef floating zmax, e, inv
+    cdef floating zmax, inv
     cdef double s
     for i in range(N):
         z = Z + i * K
@@ -178,14 +191,39 @@ cdef void _softmax_inplace(floating* Z, Py_ssize_t N, Py_ssize_t K) noexcept nog
         for k in range(1, K):
             if z[k] > zmax:
                 zmax = z[k]
+        if isinf(zmax):
+            _softmax_limit(z, K, zmax > 0)
+            continue
+        for k in range(K):
+            z[k] = z[k] - zmax
+        _exp_array(z, K)
         s = 0.0
         for k in range(K):
-            e = _exp(z[k] - zmax)
-            z[k] = e
-            s += e
+            s += z[k]
         inv = <floating>(1.0 / s)
         for k in range(K):
             z[k] = z[k] * inv
+
+
+cdef void _softmax_limit(floating* z, Py_ssize_t K, bint plus_inf) noexcept nogil:
+    """z <- the softmax limit of a row whose maximum is +inf (plus_inf) or -inf (then every
+    entry is -inf, or NaN: NaN stays NaN)."""
+    cdef Py_ssize_t k, count = 0
+    cdef floating share
+    if plus_inf:
+        for k in range(K):
+            if isinf(z[k]) and z[k] > 0:
+                count += 1
+        share = <floating>(1.0 / <double>count)
+        for k in range(K):
+            if z[k] != z[k]:
+                continue
+            z[k] = share if (isinf(z[k]) and z[k] > 0) else 0
+    else:
+        share = <floating>(1.0 / <double>K)
+        for k in range(K):
+            if z[k] == z[k]:
+                z[k] = share
 
 
 cdef void _exp_inplace(floating* Z, Py_ssize_t n) noexcept nogil:

@@ -32,8 +32,20 @@ a value would be subnormal.
 Measured (2-core AMD EPYC, 1 thread, float32, Adam): a 30-64-64-1 net at batch 32 costs ~19 us per
 batch, of which the GEMMs ~11 us and the Adam pass ~3.5 us; a 784-256-128-10 net at batch 128
 ~1.66 ms per batch against ~1.43 ms for its GEMMs alone.
+
+Ctrl-C: without the GIL Python's SIGINT handler cannot run before the call returns (a long epoch
+took 10.6 s to notice it).  With ``poll`` set (the caller holds nnc._interrupt's deferred-SIGINT
+guard, so it is the main thread) a C handler is installed for the duration of the nogil call: it
+sets a flag and chains to the handler it replaced (Python's, which records the signal for the
+guard).  The loop reads the flag after every batch (one load of a volatile int: free) and returns
+STATUS_INTERRUPTED after the batch in progress, its update applied and counted; the caller resumes
+with ``start`` when the Python handler decides not to stop.  The handler goes through
+``PyOS_setsig`` (sigaction on POSIX, the CRT's ``signal`` on Windows, where the CRT resets a handler
+before calling it, so ours re-installs itself).  ``result_out[RES_DONE]`` counts the samples done
+so far, updated after every batch.
 """
 cimport numpy as cnp
+from cpython.exc cimport PyErr_CheckSignals
 from libc.string cimport memcpy
 from libc.math cimport isfinite
 
@@ -42,8 +54,7 @@ from nnc._kernels._dense cimport _dense_forward, _dense_backward
 from nnc._kernels._activations cimport _activation_forward, _activation_backward
 from nnc._kernels._losses cimport _loss_gradient, LOSS_SOFTMAX_CE, LOSS_POISSON
 from nnc._kernels._optim cimport OptimConfig, _optimizer_step, _clip_grad_norm, OPT_SGD, OPT_ADAM
-
-import threading
+from nnc._kernels._sizes cimport _checked_mul, _checked_add
 
 import numpy as np
 
@@ -76,6 +87,47 @@ cdef extern from *:
     unsigned int nnc_ftz_enter() noexcept nogil
     void nnc_ftz_leave(unsigned int old) noexcept nogil
 
+# SIGINT flag for the compiled epoch (see the module docstring).  Install / restore run with the
+# GIL on the main thread only; the handler itself only stores to a volatile sig_atomic_t and calls
+# the handler it replaced (Python's C-level handler, written to run in a signal handler).
+cdef extern from *:
+    """
+    #include <signal.h>
+    static volatile sig_atomic_t nnc_sigint_flag = 0;
+    static PyOS_sighandler_t nnc_sigint_previous = NULL;
+
+    static void nnc_sigint_handler(int sig) {
+        PyOS_sighandler_t previous = nnc_sigint_previous;
+        nnc_sigint_flag = 1;
+        if (previous != NULL && previous != SIG_DFL && previous != SIG_IGN && previous != SIG_ERR
+                && previous != nnc_sigint_handler)
+            previous(sig);
+    #if defined(_WIN32)
+        signal(sig, nnc_sigint_handler);   /* the CRT reset it to SIG_DFL before the call */
+    #endif
+    }
+    /* 1 when installed; 0 when SIGINT is ignored / default / not a function (left alone) */
+    static int nnc_sigint_install(void) {
+        PyOS_sighandler_t previous = PyOS_getsig(SIGINT);
+        if (previous == NULL || previous == SIG_DFL || previous == SIG_IGN || previous == SIG_ERR
+                || previous == nnc_sigint_handler)
+            return 0;
+        nnc_sigint_flag = 0;
+        nnc_sigint_previous = previous;
+        if (PyOS_setsig(SIGINT, nnc_sigint_handler) == SIG_ERR)
+            return 0;
+        return 1;
+    }
+    static void nnc_sigint_restore(void) {
+        PyOS_setsig(SIGINT, nnc_sigint_previous);
+        nnc_sigint_previous = NULL;
+    }
+    static int nnc_sigint_pending(void) { return nnc_sigint_flag != 0; }
+    """
+    int nnc_sigint_install()
+    void nnc_sigint_restore()
+    int nnc_sigint_pending() noexcept nogil
+
 cdef enum:
     COL_KIND = 0
     COL_ACT = 1
@@ -96,6 +148,7 @@ cdef enum:
     STATUS_OK_ = 0
     STATUS_NONFINITE_ = 1
     STATUS_ZERO_WEIGHT_ = 2
+    STATUS_INTERRUPTED_ = 3
 
 NCOL = NCOL_
 #: Python names of the plan columns
@@ -106,17 +159,21 @@ KIND_ACT = KIND_ACT_
 STATUS_OK = STATUS_OK_
 STATUS_NONFINITE = STATUS_NONFINITE_
 STATUS_ZERO_WEIGHT = STATUS_ZERO_WEIGHT_
+STATUS_INTERRUPTED = STATUS_INTERRUPTED_
 _N_ACT = 5          # activation codes 0..4 (``_activations``)
 
 # result_out slots of train_epoch
 cdef enum:
-    RES_TOTAL = 0       # sum over applied batches of batch_loss * m
+    RES_TOTAL = 0       # sum over applied batches of batch_loss * m (input too when resuming)
     RES_LOSS = 1        # loss of the failing batch (status != OK)
     RES_START = 2       # first sample index of the failing batch
     RES_T = 3           # optimizer step counter after the epoch (OptimConfig.t)
-    N_RESULT_ = 4
+    RES_DONE = 4        # samples of the epoch done (applied batches), updated after every batch
+    N_RESULT_ = 5
 
 N_RESULT = N_RESULT_
+RESULT_SLOTS = {"total": RES_TOTAL, "loss": RES_LOSS, "start": RES_START, "t": RES_T,
+                "done": RES_DONE}
 
 
 # ---------------------------------------------------------------- numpy-identical sum
@@ -223,18 +280,20 @@ cdef int _train_epoch(const i64* desc, const floating* slopes, Py_ssize_t L,
                       floating* s1, floating* s2, OptimConfig* cfg, double alpha,
                       int loss, double loss_scale, double clip,
                       floating* ws, floating* d0, floating* d1, floating* Xg, floating* Yg,
-                      int* labg, floating* swg, double* result_out) noexcept nogil:
-    """One epoch of mini-batch training (see train_epoch); returns a STATUS_* code."""
+                      int* labg, floating* swg, double* result_out, Py_ssize_t start,
+                      int poll) noexcept nogil:
+    """One epoch of mini-batch training from sample `start` (see train_epoch); returns a STATUS_*
+    code.  poll: stop after a batch when the SIGINT flag is set (STATUS_INTERRUPTED)."""
     cdef Py_ssize_t m, r, k, row
     cdef const floating* Xb
     cdef const floating* Yb = NULL
     cdef const int* labb = NULL
     cdef const floating* swb = NULL
     cdef const floating* Z
-    cdef double sw_sum_loss, sw_sum, batch_loss, total = 0.0
+    cdef double sw_sum_loss, sw_sum, batch_loss, total = result_out[RES_TOTAL]
     cdef Py_ssize_t n_decay = cfg.n_decay
     cdef size_t xrow = F0 * sizeof(floating)
-    cdef Py_ssize_t start = 0
+    result_out[RES_DONE] = <double>start
     while start < N:
         m = min(B, N - start)
         # ---- the batch: leading rows of the gather buffers, or contiguous slices
@@ -299,7 +358,14 @@ cdef int _train_epoch(const i64* desc, const floating* slopes, Py_ssize_t L,
         cfg.decay = alpha / sw_sum
         _optimizer_step(cfg, params, grads, s1, s2, P)
         total += batch_loss * <double>m
-        start += B
+        start += m
+        result_out[RES_DONE] = <double>start
+        if poll and start < N and nnc_sigint_pending():
+            result_out[RES_TOTAL] = total
+            result_out[RES_LOSS] = 0.0
+            result_out[RES_START] = <double>start
+            result_out[RES_T] = <double>cfg.t
+            return STATUS_INTERRUPTED_
     result_out[RES_TOTAL] = total
     result_out[RES_LOSS] = 0.0
     result_out[RES_START] = -1.0
@@ -331,8 +397,10 @@ def check_plan(const i64[:, ::1] desc, Py_ssize_t n_params, Py_ssize_t F0, Py_ss
         if F != width or U < 1:
             raise ValueError(f"plan: layer {i} has widths ({F}, {U}), its input is {width} wide")
         if kind == KIND_DENSE_:
-            if (desc[i, COL_W] < 0 or desc[i, COL_W] + F * U > n_params or desc[i, COL_B] < 0
-                    or desc[i, COL_B] + U > n_params):
+            if (desc[i, COL_W] < 0 or desc[i, COL_B] < 0
+                    or _checked_add(desc[i, COL_W], _checked_mul(F, U, "plan: a layer's W"),
+                                    "plan: a layer's W") > n_params
+                    or _checked_add(desc[i, COL_B], U, "plan: a layer's b") > n_params):
                 raise ValueError(f"plan: layer {i}'s parameters lie outside the buffer")
             if desc[i, COL_OUT] == desc[i, COL_IN]:
                 raise ValueError(f"plan: dense layer {i} cannot run in place")
@@ -349,7 +417,8 @@ def check_plan(const i64[:, ::1] desc, Py_ssize_t n_params, Py_ssize_t F0, Py_ss
             raise ValueError(f"plan: layer {i} has an unknown kind {kind}")
         if desc[i, COL_IN] != prev_out:
             raise ValueError(f"plan: layer {i} does not read the previous layer's output")
-        if desc[i, COL_OUT] < 0 or desc[i, COL_OUT] + U > ws_units:
+        if desc[i, COL_OUT] < 0 or _checked_add(desc[i, COL_OUT], U,
+                                                "plan: a layer's output") > ws_units:
             raise ValueError(f"plan: layer {i}'s output lies outside the workspace")
         prev_out = desc[i, COL_OUT]
         width = U
@@ -369,7 +438,7 @@ def train_epoch(const i64[:, ::1] desc, const floating[::1] slopes,
                 int loss, double loss_scale, double clip,
                 floating[::1] ws_out, floating[:, ::1] D_out, floating[:, ::1] Xg_out,
                 floating[:, ::1] Yg_out, int[::1] labg_out, floating[::1] swg_out,
-                double[::1] result_out):
+                double[::1] result_out, Py_ssize_t start=0, bint poll=False):
     """One epoch of mini-batch training on a dense network; returns a STATUS_* code.
 
     For each batch (rows indices[start:start+B], or contiguous rows when indices is None): gather,
@@ -377,7 +446,11 @@ def train_epoch(const i64[:, ::1] desc, const floating[::1] slopes,
     config['alpha']), stop WITHOUT updating at a non-finite loss (STATUS_NONFINITE) or a batch
     whose weights sum to <= 0 (STATUS_ZERO_WEIGHT), backward, optional global gradient clipping
     (clip > 0), one fused optimizer step (``_optim``; config holds the OptimConfig fields).
-    result_out (N_RESULT,) <- [sum of batch_loss * m, failing loss, failing start, final t].
+    result_out (N_RESULT,) <- [sum of batch_loss * m, failing loss, failing start, final t,
+    samples done].  start > 0 resumes an interrupted epoch at that sample (its running sum
+    read from result_out[RES_TOTAL]).  poll (main thread only): Ctrl-C stops the epoch after
+    the batch in progress (STATUS_INTERRUPTED; RES_START / RES_DONE say where), and Python's
+    signal handlers run before this returns.
     Every shape, offset, index and label is checked here before the nogil call."""
     cdef Py_ssize_t N = X.shape[0], F0 = X.shape[1], L = desc.shape[0], B = batch_size
     cdef Py_ssize_t P = params_out.shape[0], i, maxw, K, units
@@ -393,6 +466,8 @@ def train_epoch(const i64[:, ::1] desc, const floating[::1] slopes,
     cdef int status
     if N < 1 or B < 1:
         raise ValueError(f"train_epoch: need N >= 1 and batch_size >= 1, got {N}, {B}")
+    if start < 0 or start >= N:
+        raise ValueError(f"train_epoch: start must lie in [0, {N}), got {start}")
     K = desc[L - 1, COL_U] if L > 0 else 0
     if D_out.shape[0] != 2 or ws_out.shape[0] % B != 0:
         raise ValueError("train_epoch: D_out must be (2, B * maxw) and ws_out B * units long")
@@ -400,7 +475,7 @@ def train_epoch(const i64[:, ::1] desc, const floating[::1] slopes,
     maxw = check_plan(desc, P, F0, K, units)
     if slopes.shape[0] != L:
         raise ValueError("train_epoch: slopes must have one entry per layer")
-    if D_out.shape[1] < B * maxw:
+    if D_out.shape[1] < _checked_mul(B, maxw, "train_epoch: B * maxw"):
         raise ValueError(f"train_epoch: D_out rows must hold {B * maxw} values")
     if grads_out.shape[0] != P:
         raise ValueError("train_epoch: params and grads differ in length")
@@ -463,7 +538,10 @@ def train_epoch(const i64[:, ::1] desc, const floating[::1] slopes,
         if Xg_out is None or Xg_out.shape[0] < B or Xg_out.shape[1] != F0:
             raise ValueError(f"train_epoch: Xg_out must have shape ({B}, {F0})")
         idx_ptr = &indices[0]
+    if start == 0:
+        result_out[RES_TOTAL] = 0.0
     cdef unsigned int csr
+    cdef int polling = nnc_sigint_install() if poll else 0
     with nogil:
         csr = nnc_ftz_enter()
         status = _train_epoch(
@@ -474,8 +552,12 @@ def train_epoch(const i64[:, ::1] desc, const floating[::1] slopes,
             &Yg_out[0, 0] if (idx_ptr != NULL and Y_ptr != NULL) else <floating*>NULL,
             &labg_out[0] if (idx_ptr != NULL and lab_ptr != NULL) else <int*>NULL,
             &swg_out[0] if (idx_ptr != NULL and sw_ptr != NULL) else <floating*>NULL,
-            &result_out[0])
+            &result_out[0], start, polling)
         nnc_ftz_leave(csr)
+    if polling:
+        nnc_sigint_restore()
+        if status == STATUS_INTERRUPTED_:
+            PyErr_CheckSignals()   # Python's handler runs now (the guard records the signal)
     return status
 
 
@@ -517,19 +599,26 @@ def pairwise_sum(const floating[::1] a):
     return _pairwise_sum(&a[0], a.shape[0])
 
 
+# idle workspaces a DenseForward keeps for later calls (more concurrent calls allocate their own)
+cdef Py_ssize_t _POOL_CAP = 8
+FORWARD_POOL_CAP = _POOL_CAP
+
+
 cdef class DenseForward:
     """Callable ``fn(X, out)``: out (n, K) <- the network's output for X (n, F0) (or any
     C-contiguous (n, ...) with F0 values per sample), one nogil call per chunk of at most
     ``max_rows`` rows.
 
     Holds the plan, the parameter array (read at call time, so weight updates are seen) and a
-    workspace grown on demand up to max_rows rows.  Typed ``cnp.ndarray`` arguments keep the
-    crossing at ~0.1 us: a one-row predict is a few microseconds in total.  Thread-safe: a call
-    that finds the shared workspace busy (another thread predicting, the GIL released) computes
-    in a workspace of its own."""
+    small pool of workspaces.  Typed ``cnp.ndarray`` arguments keep the crossing at ~0.1 us: a
+    one-row predict is a few microseconds in total.  Thread-safe: each call takes a workspace of
+    its own from the pool (``list.pop`` / ``append`` are atomic under the GIL), allocating one only
+    when the pool is empty or its workspace too small, and gives it back afterwards; at most
+    FORWARD_POOL_CAP idle workspaces are kept.  ``n_workspaces`` counts the allocations."""
     cdef readonly object params
-    cdef object desc, slopes, ws, lock
-    cdef readonly Py_ssize_t F0, K, L, units, max_rows, rows
+    cdef object desc, slopes
+    cdef list idle
+    cdef readonly Py_ssize_t F0, K, L, units, max_rows, n_workspaces
     cdef int typenum
 
     def __init__(self, desc, slopes, cnp.ndarray params, Py_ssize_t F0, Py_ssize_t K,
@@ -544,6 +633,7 @@ cdef class DenseForward:
             raise ValueError("DenseForward: slopes must have one entry per layer")
         if max_rows < 1:
             raise ValueError("DenseForward: max_rows must be positive")
+        _checked_mul(max_rows, units, "DenseForward: max_rows * units")
         self.params = params
         self.typenum = cnp.PyArray_TYPE(params)
         self.F0 = F0
@@ -551,23 +641,25 @@ cdef class DenseForward:
         self.L = self.desc.shape[0]
         self.units = units
         self.max_rows = max_rows
-        self.rows = 0
-        self.ws = None
-        self.lock = threading.Lock()
+        self.idle = []
+        self.n_workspaces = 0
 
     @property
     def dtype(self):
         return self.params.dtype
 
     def __call__(self, cnp.ndarray X, cnp.ndarray out):
-        cdef Py_ssize_t n, rows
+        cdef Py_ssize_t n, rows, size
+        cdef cnp.ndarray ws = None
+        size = cnp.PyArray_SIZE(X)
+        n = cnp.PyArray_DIM(X, 0) if cnp.PyArray_NDIM(X) >= 1 else 0
+        # size == n * F0, tested without the product (a zero-size X may have a huge first axis)
         if (cnp.PyArray_TYPE(X) != self.typenum or cnp.PyArray_NDIM(X) < 2
                 or not cnp.PyArray_IS_C_CONTIGUOUS(X)
-                or cnp.PyArray_SIZE(X) != cnp.PyArray_DIM(X, 0) * self.F0
+                or size % self.F0 != 0 or size // self.F0 != n
                 or (cnp.PyArray_NDIM(X) == 2 and cnp.PyArray_DIM(X, 1) != self.F0)):
             raise ValueError(f"DenseForward: X must be a C-contiguous (n, {self.F0}) array (or "
                              f"(n, ...) with {self.F0} values per sample) of {self.params.dtype}")
-        n = cnp.PyArray_DIM(X, 0)
         if (cnp.PyArray_TYPE(out) != self.typenum or cnp.PyArray_NDIM(out) != 2
                 or not cnp.PyArray_IS_C_CONTIGUOUS(out) or not cnp.PyArray_ISWRITEABLE(out)
                 or cnp.PyArray_DIM(out, 0) != n or cnp.PyArray_DIM(out, 1) != self.K):
@@ -576,18 +668,19 @@ cdef class DenseForward:
         if n == 0:
             return out
         rows = min(n, self.max_rows)
-        cdef bint owned = self.lock.acquire(False)
         try:
-            if owned:
-                if rows > self.rows:
-                    self.ws = np.empty(rows * self.units, dtype=self.params.dtype)
-                    self.rows = rows
-                self._run(X, out, self.ws, n, self.rows)
-            else:
-                self._run(X, out, np.empty(rows * self.units, dtype=self.params.dtype), n, rows)
+            ws = self.idle.pop()
+        except IndexError:
+            pass
+        if ws is None or cnp.PyArray_DIM(ws, 0) < rows * self.units:
+            ws = np.empty(rows * self.units, dtype=self.params.dtype)
+            self.n_workspaces += 1
+        try:
+            # chunks as long as the workspace holds (it may be longer than this call needs)
+            self._run(X, out, ws, n, min(self.max_rows, cnp.PyArray_DIM(ws, 0) // self.units))
         finally:
-            if owned:
-                self.lock.release()
+            if len(self.idle) < _POOL_CAP:
+                self.idle.append(ws)
         return out
 
     cdef _run(self, cnp.ndarray X, cnp.ndarray out, cnp.ndarray ws, Py_ssize_t n,

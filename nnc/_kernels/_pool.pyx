@@ -20,6 +20,7 @@ from libc.string cimport memset
 from nnc._kernels._blas cimport floating
 from nnc._kernels._parallel cimport (_par_begin, _par_end, _par_run, _chunk_lo, MAX_JOBS,
                                      WORK_POOL)
+from nnc._kernels._sizes cimport _checked_mul
 
 
 cdef inline int _threads_for(int n_threads, Py_ssize_t n_items, Py_ssize_t work) noexcept nogil:
@@ -290,7 +291,7 @@ def pool_output_size(Py_ssize_t size, Py_ssize_t kernel, Py_ssize_t stride):
 cdef tuple _check_pool(Py_ssize_t* X_shape, Py_ssize_t* Y_shape, Py_ssize_t KH, Py_ssize_t KW,
                        Py_ssize_t SH, Py_ssize_t SW, int n_threads, str who):
     """Validate shapes; return (OH, OW)."""
-    cdef Py_ssize_t OH, OW
+    cdef Py_ssize_t OH, OW, HW
     if n_threads < 1:
         raise ValueError(f"{who}: n_threads must be >= 1, got {n_threads}")
     try:
@@ -302,7 +303,12 @@ cdef tuple _check_pool(Py_ssize_t* X_shape, Py_ssize_t* Y_shape, Py_ssize_t KH, 
     got = (Y_shape[0], Y_shape[1], Y_shape[2], Y_shape[3])
     if got != expected:
         raise ValueError(f"{who}: output/gradient has shape {got}, expected {expected}")
-    if X_shape[2] * X_shape[3] > 2147483647:
+    try:       # (strings formatted only on the error path)
+        HW = _checked_mul(X_shape[2], X_shape[3], "plane size H*W")
+        _checked_mul(X_shape[0], X_shape[1], "planes N*C")
+    except ValueError as exc:
+        raise ValueError(f"{who}: {exc}") from None
+    if HW > 2147483647:
         raise ValueError(f"{who}: planes larger than 2**31 elements are not supported")
     return OH, OW
 
@@ -329,10 +335,12 @@ def maxpool2d_forward(const floating[:, :, :, ::1] X, floating[:, :, :, ::1] Y_o
 def maxpool2d_backward(const floating[:, :, :, ::1] dY, const int[:, :, :, ::1] argmax,
                        floating[:, :, :, ::1] dX_out, int n_threads=1):
     """dX_out = 0, then dX_out[n, c].flat[argmax[n, c, oh, ow]] += dY[n, c, oh, ow]."""
-    cdef Py_ssize_t NC = dX_out.shape[0] * dX_out.shape[1], HW = dX_out.shape[2] * dX_out.shape[3]
-    cdef Py_ssize_t P = dY.shape[2] * dY.shape[3], i, n_bad = 0
+    cdef Py_ssize_t NC, HW, P, i, n_bad = 0
     cdef unsigned int uHW
     cdef const int* a
+    NC = _checked_mul(dX_out.shape[0], dX_out.shape[1], "maxpool2d_backward: planes N*C")
+    HW = _checked_mul(dX_out.shape[2], dX_out.shape[3], "maxpool2d_backward: plane size H*W")
+    P = _checked_mul(dY.shape[2], dY.shape[3], "maxpool2d_backward: output plane size")
     if n_threads < 1:
         raise ValueError(f"maxpool2d_backward: n_threads must be >= 1, got {n_threads}")
     if (dY.shape[0], dY.shape[1]) != (dX_out.shape[0], dX_out.shape[1]) or \
@@ -347,6 +355,7 @@ def maxpool2d_backward(const floating[:, :, :, ::1] dY, const int[:, :, :, ::1] 
         # the indices decide where we write: check them all before touching dX_out
         if HW > 2147483647:
             raise ValueError("maxpool2d_backward: planes larger than 2**31 elements")
+        _checked_mul(NC, P, "maxpool2d_backward: argmax entries")
         a = &argmax[0, 0, 0, 0]
         uHW = <unsigned int>HW
         with nogil:

@@ -62,6 +62,7 @@ from libc.stdint cimport int32_t, uint32_t
 from libc.string cimport memcpy, memset
 
 from nnc._kernels._blas cimport floating, blas_int, _gemm, NoTrans, Trans_
+from nnc._kernels._sizes cimport _checked_mul, _checked_add
 
 cdef extern from *:
     """
@@ -696,7 +697,9 @@ cdef Py_ssize_t _check_weights(const floating[:, ::1] W_x, const floating[:, ::1
     cdef Py_ssize_t U = W_h.shape[0]
     if N < 1 or T < 1 or F < 1 or U < 1:
         raise ValueError(f"empty dimension: N={N}, T={T}, F={F}, U={U}")
-    if (T + 1) * N > 2147483647 or gates * U > 2147483647 or F + U > 2147483647:
+    if (_checked_mul(_checked_add(T, 1, "T + 1"), N, "(T + 1) * N") > 2147483647
+            or _checked_mul(gates, U, "gates * U") > 2147483647
+            or _checked_add(F, U, "F + U") > 2147483647):
         raise ValueError("dimensions too large for 32-bit BLAS")
     _expect("W_x", (W_x.shape[0], W_x.shape[1]), (F, gates * U))
     _expect("W_h", (W_h.shape[0], W_h.shape[1]), (U, gates * U))
@@ -717,7 +720,8 @@ cdef Py_ssize_t _row_stride(list views, Py_ssize_t slots, Py_ssize_t N,
             raise ValueError(f"{name}: the last two axes must be C-contiguous")
         if rows == 1:
             continue
-        if strides[0] % itemsize or strides[0] < slots * N * itemsize:
+        if strides[0] % itemsize or strides[0] < _checked_mul(
+                _checked_mul(slots, N, "history row length"), itemsize, "history row bytes"):
             raise ValueError(f"{name}: rows must be at least {slots * N} elements apart")
         this = strides[0] // itemsize
         if this > 2147483647:

@@ -2,6 +2,8 @@
 
 Every layer follows the protocol in ``nnc/layers/_base.py``: build (shapes), param_specs, bind
 (views into the network's flat buffers), init_params, allocate (workspaces), forward, backward.
+Every layer exports to ONNX (``nnc.to_onnx``) through its exporter in ``nnc/_onnx/_layers.py``; a
+new layer adds its own there.
 """
 from nnc.layers._base import Layer, ParamSpec
 from nnc.layers._dense import Dense

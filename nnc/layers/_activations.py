@@ -18,7 +18,7 @@ class _Activation(Layer):
         self._ws_out = None if self.inplace else np.empty((batch_size,) + self.output_shape,
                                                           dtype=self.dtype)
 
-    def forward(self, X, training=False):
+    def _forward(self, X, training):
         n = X.shape[0]
         if self.inplace:
             Y = X
@@ -29,7 +29,7 @@ class _Activation(Layer):
         self._cache_Y = Y
         return Y
 
-    def backward(self, dY, need_dX=True):
+    def _backward(self, dY, need_dX):
         if not need_dX:
             return None
         _k.activation_backward(self._code, self._cache_Y.reshape(-1), dY.reshape(-1), self._slope())
@@ -57,7 +57,13 @@ class ReLU(_Activation):
 
 
 class LeakyReLU(_Activation):
-    """f(x) = x for x > 0, negative_slope * x otherwise (0 < negative_slope < 1)."""
+    """f(x) = x for x > 0, negative_slope * x otherwise.
+
+    Parameters
+    ----------
+    negative_slope : float in (0, 1), default=0.01
+        Slope for negative inputs.
+    """
     _code = _k.LEAKY_RELU
 
     def __init__(self, negative_slope=0.01):

@@ -13,24 +13,61 @@ Life cycle, driven by ``nnc.Sequential`` (see ``nnc/_network.py``):
 5. ``allocate(batch_size)``  allocates workspaces (outputs, input gradients, im2col columns, argmax
    indices, gate histories) for up to ``batch_size`` samples; forward/backward on n <= batch_size
    samples use leading-row slices.
-6. ``forward(X, training) -> Y``  X is C-contiguous (n, *input_shape) in the network dtype; returns a
+6. ``_forward(X, training) -> Y``  X is C-contiguous (n, *input_shape) in the network dtype; returns a
    view of a workspace, valid until the next call.  Layers that need their input in backward keep a
    reference to X (the network guarantees it is not overwritten before backward).
-7. ``backward(dY, need_dX) -> dX or None``  dY is (n, *output_shape), C-contiguous, and may be
+7. ``_backward(dY, need_dX) -> dX or None``  dY is (n, *output_shape), C-contiguous, and may be
    overwritten by the layer.  Parameter gradients are OVERWRITTEN (never accumulated) in the bound
    gradient views, as the gradient of the SUM over the n samples of the per-sample loss derivative
    the network passes in (the network scales dY by 1/n or sample weights itself).  When ``need_dX`` is
    False (first layer) the input gradient is skipped and None returned.
 
+The network calls ``_forward`` / ``_backward`` directly on arrays it has validated.  The public
+``forward`` / ``backward`` (direct use of a lone layer: tests, custom loops) check the call first --
+built and allocated, a C-contiguous ndarray of the right dtype and shape, backward after a forward of
+the same batch -- and raise TypeError / ValueError / RuntimeError saying what is wrong.
+
 Activation-like layers set ``inplace_capable = True``: the network may then let them overwrite their
 input buffer (when that buffer is a workspace of a previous layer that does not need its output).
+
+Workspaces and threads.  Every attribute holding per-call scratch -- a workspace allocated by
+``allocate`` or anything a forward leaves for its backward -- is named ``_ws*`` or ``_cache*``; that
+naming is the whole declaration.  The network runs inference on *shadows* (``_shadow``): a shallow
+copy that shares every other attribute (configuration, parameter views, state such as Dropout's
+generator) but none of the ``_ws*`` / ``_cache*`` ones, and that the network binds and allocates
+itself.  Child layers held in attributes (a Layer, or a list/tuple of Layers: Bidirectional's two
+directions, future containers) are shadowed recursively.  So an inference ``_forward``
+(training=False) must not modify, in place, any object that is not a ``_ws*`` / ``_cache*``
+attribute (assigning attributes is fine: a shadow's assignments stay its own).  State shared across
+calls on purpose (a random generator, running statistics) is updated in place
+(``self.mean[...] = ...``) and never rebound to a new object, so that existing shadows see it.
+Shadows, pickling and deepcopy drop the same attributes (``_workspace_attrs``).  A layer's
+configuration is fixed once it is built: shadows (and the compiled dense plan) copy it.
+
+ONNX export: a new layer adds its exporter in ``nnc/_onnx/_layers.py`` (one function per layer
+class, reading the layer through ``get_weights()`` / ``get_config()``) and a parity case in
+``tests/onnx/_cases.py``; ``tests/onnx/test_registry.py`` fails for a public layer without them.
 """
 import abc
+import math
 from collections import namedtuple
 
 import numpy as np
 
 ParamSpec = namedtuple("ParamSpec", ["name", "shape", "decay"])
+
+#: most values one sample may have at any layer's input or output (the kernels pass such sizes to
+#: 32-bit BLAS)
+MAX_SIZE = 2**31 - 1
+
+
+def _checked_size(shape, what):
+    """Exact number of elements of `shape` (no wrap-around), or ValueError above MAX_SIZE."""
+    size = math.prod(int(s) for s in shape)
+    if size > MAX_SIZE:
+        raise ValueError(f"{what} of shape {tuple(shape)} has {size} values, more than the "
+                         f"{MAX_SIZE} (2**31 - 1) the kernels support")
+    return size
 
 
 def _as_pair(value, name, allow_zero=False):
@@ -99,13 +136,101 @@ class Layer(abc.ABC):
         self.batch_size = int(batch_size)
 
     # -- computation ---------------------------------------------------------------------------
-    @abc.abstractmethod
     def forward(self, X, training=False):
-        """Output for X (n, *input_shape): a workspace view (n, *output_shape)."""
+        """Output for X (n, *input_shape): a workspace view (n, *output_shape), valid until the
+        next call.  Checks the call (built, allocated, X a C-contiguous ndarray of the layer's
+        dtype and sample shape), then runs ``_forward``."""
+        n = self._check_call(X, "forward", "X", self.input_shape)
+        Y = self._forward(X, training)
+        self._cache_n = n
+        return Y
+
+    def backward(self, dY, need_dX=True):
+        """Overwrite the parameter gradients; return dX (a workspace view) or None.  Checks that
+        a forward of the same number of samples came first and that dY (n, *output_shape) is a
+        C-contiguous ndarray of the layer's dtype, then runs ``_backward``."""
+        n = self.__dict__.get("_cache_n")
+        if n is None:
+            self._check_built("backward")
+            raise RuntimeError(f"{type(self).__name__}.backward needs a preceding forward call "
+                               "(backward uses what forward left in the workspaces)")
+        self._check_call(dY, "backward", "dY", self.output_shape, n)
+        return self._backward(dY, need_dX)
 
     @abc.abstractmethod
-    def backward(self, dY, need_dX=True):
-        """Overwrite the parameter gradients; return dX (a workspace view) or None."""
+    def _forward(self, X, training):
+        """Protocol step 6 (see the module docstring); X already validated."""
+
+    @abc.abstractmethod
+    def _backward(self, dY, need_dX):
+        """Protocol step 7 (see the module docstring); dY already validated."""
+
+    def _check_built(self, method):
+        name = type(self).__name__
+        if self.input_shape is None or self.output_shape is None or self.dtype is None:
+            raise RuntimeError(f"{name}.{method}: the layer is not built. Add it to an "
+                               "nnc.Sequential and build the network (give input_shape, or call "
+                               "the network's forward or fit once); a lone layer needs build, "
+                               "bind, init_params and allocate first")
+        if not self.params and self.param_specs():
+            raise RuntimeError(f"{name}.{method}: the layer's parameters are not bound (add it "
+                               "to an nnc.Sequential, or call bind)")
+
+    def _check_call(self, A, method, what, shape, n=None):
+        """Validate the array of a public forward/backward call; return its number of rows."""
+        self._check_built(method)
+        name = type(self).__name__
+        if not isinstance(A, np.ndarray):
+            raise TypeError(f"{name}.{method}: {what} must be a numpy.ndarray, got "
+                            f"{type(A).__name__} (convert it with np.asarray(..., "
+                            f"dtype='{self.dtype.name}'))")
+        if A.dtype != self.dtype:
+            raise ValueError(f"{name}.{method}: {what} has dtype {A.dtype}, the layer computes "
+                             f"in {self.dtype.name}")
+        if A.ndim != 1 + len(shape) or A.shape[1:] != tuple(shape):
+            raise ValueError(f"{name}.{method}: {what} must have shape (n, "
+                             f"{', '.join(map(str, shape))}), got {A.shape}")
+        if not A.flags.c_contiguous:
+            raise ValueError(f"{name}.{method}: {what} must be C-contiguous "
+                             "(use np.ascontiguousarray)")
+        m = A.shape[0]
+        if n is not None and m != n:
+            raise ValueError(f"{name}.backward: dY has {m} samples, the last forward had {n}")
+        if m < 1:
+            raise ValueError(f"{name}.{method}: {what} has no samples")
+        if m > self.batch_size:
+            raise ValueError(f"{name}.{method}: {m} samples, but the layer's workspaces hold "
+                             f"{self.batch_size}: call allocate({m}) first (a network does this "
+                             "itself)")
+        return m
+
+    # -- threads -------------------------------------------------------------------------------
+    def _children(self):
+        """Layers held in attributes (a Layer, or a non-empty list/tuple of Layers)."""
+        for value in self.__dict__.values():
+            if isinstance(value, Layer):
+                yield value
+            elif (isinstance(value, (list, tuple)) and value
+                  and all(isinstance(v, Layer) for v in value)):
+                yield from value
+
+    def _shadow(self):
+        """A copy for one inference call: every attribute shared except the workspaces and caches
+        (``_workspace_attrs``); child layers are shadowed too.  The caller binds it to a
+        parameter buffer and allocates it (see the module docstring)."""
+        state = self.__dict__.copy()
+        for key in self._workspace_attrs():
+            state.pop(key, None)
+        for key, value in state.items():
+            if isinstance(value, Layer):
+                state[key] = value._shadow()
+            elif (isinstance(value, (list, tuple)) and value
+                  and all(isinstance(v, Layer) for v in value)):
+                state[key] = type(value)(v._shadow() for v in value)
+        state["batch_size"] = 0
+        twin = object.__new__(type(self))
+        twin.__dict__.update(state)
+        return twin
 
     # -- weights -------------------------------------------------------------------------------
     def get_weights(self):
@@ -142,6 +267,17 @@ class Layer(abc.ABC):
     def from_config(cls, config):
         return cls(**config)
 
+    # -- state that is neither a parameter nor a workspace ----------------------------------------
+    def state_dict(self):
+        """JSON-serialisable state that training changes outside the parameter buffer (Dropout:
+        its mask generator), so that a model file continues training exactly; {} for most layers."""
+        return {}
+
+    def load_state_dict(self, state):
+        """Restore what ``state_dict`` returned, checking every field (ValueError otherwise)."""
+        if not isinstance(state, dict) or state:
+            raise ValueError(f"{type(self).__name__} has no state to load, got {state!r}")
+
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
         return f"{type(self).__name__}({args})"
@@ -153,9 +289,11 @@ class Layer(abc.ABC):
         state["grads"] = []
         for key in self._workspace_attrs():
             state.pop(key, None)
+        state.pop("_owner", None)   # a weak reference to the network (set again by the network)
         state["batch_size"] = 0
         return state
 
     def _workspace_attrs(self):
-        """Names of attributes holding workspaces or cached inputs (dropped when pickling)."""
+        """Names of attributes holding workspaces or cached inputs (``_ws*``, ``_cache*``): what
+        shadows, pickling and deepcopy drop (a layer adds derived views rebuilt by ``bind``)."""
         return [k for k in self.__dict__ if k.startswith("_ws") or k.startswith("_cache")]

@@ -8,11 +8,14 @@ in ``allocate``.  When a whole batch fits in one chunk
 the columns computed by forward are reused by backward; otherwise backward recomputes them chunk by
 chunk from the cached input.
 """
+import math
+
 import numpy as np
 
 from nnc.layers._base import Layer, ParamSpec, _as_pair, _check_positive_int
 from nnc._kernels import _conv
 from nnc._threads import n_threads
+from nnc._validation import channels_last_hint
 
 
 class Conv2D(Layer):
@@ -28,6 +31,8 @@ class Conv2D(Layer):
     padding : int or (int, int), default=0
         Zeros added on both sides of each spatial axis.
 
+    Notes
+    -----
     Output shape (F, OH, OW) with OH = (H + 2 PH - KH) // SH + 1 (likewise OW).  Weights are
     Glorot-uniform with fan_in = C KH KW and fan_out = F KH KW; biases start at zero.
     """
@@ -66,7 +71,8 @@ class Conv2D(Layer):
             OH = _conv.conv_output_size(H, self._KH, self._SH, self._PH)
             OW = _conv.conv_output_size(W, self._KW, self._SW, self._PW)
         except ValueError as exc:
-            raise ValueError(f"{type(self).__name__} on input {self.input_shape}: {exc}") from None
+            raise ValueError(f"{type(self).__name__} on input {self.input_shape}: {exc}"
+                             f"{channels_last_hint(self.input_shape)}") from None
         self._out3 = (self.filters, OH, OW)
         self.output_shape = self._output_shape(self.filters, OH, OW)
         return self.output_shape
@@ -95,7 +101,7 @@ class Conv2D(Layer):
         F, OH, OW = self._out3
         cols, tmp = _conv.conv2d_workspace_shapes(1, C, H, W, F, self._KH, self._KW, self._SH,
                                                   self._SW, self._PH, self._PW)
-        per_sample = (int(np.prod(cols[1:])) + int(np.prod(tmp[1:]))) * self.dtype.itemsize
+        per_sample = (math.prod(cols[1:]) + math.prod(tmp[1:])) * self.dtype.itemsize
         self._chunk = int(max(1, min(batch_size, self.workspace_bytes // per_sample)))
         self._ws_cols = np.empty((self._chunk,) + cols[1:], dtype=self.dtype)
         self._ws_tmp = np.empty((self._chunk,) + tmp[1:], dtype=self.dtype)
@@ -104,7 +110,7 @@ class Conv2D(Layer):
         self._cache_cols_ready = False
 
     # -- computation -----------------------------------------------------------------------------
-    def forward(self, X, training=False):
+    def _forward(self, X, training):
         n = X.shape[0]
         X4 = X.reshape((n,) + self._in3)
         Y4 = self._ws_out[:n]
@@ -114,7 +120,7 @@ class Conv2D(Layer):
         self._cache_cols_ready = n <= self._chunk
         return Y4.reshape((n,) + self.output_shape)
 
-    def backward(self, dY, need_dX=True):
+    def _backward(self, dY, need_dX):
         n = dY.shape[0]
         X4 = self._cache_X
         if X4.shape[0] != n:
@@ -148,6 +154,8 @@ class Conv1D(Conv2D):
     stride : int, default=1
     padding : int, default=0
 
+    Notes
+    -----
     Output shape (F, OL), OL = (L + 2 padding - kernel_size) // stride + 1.  Weights W (F, C, k).
     """
 

@@ -58,14 +58,14 @@ class Dense(Layer):
         self._ws_out = np.empty((batch_size, self.units), dtype=self.dtype)
         self._ws_dX = np.empty((batch_size, self.input_shape[0]), dtype=self.dtype)
 
-    def forward(self, X, training=False):
+    def _forward(self, X, training):
         n = X.shape[0]
         Y = self._ws_out[:n]
         self._cache_X = X
         _dense.dense_forward(X, self.params[0], self.params[1], Y)
         return Y
 
-    def backward(self, dY, need_dX=True):
+    def _backward(self, dY, need_dX):
         n = dY.shape[0]
         dX = self._ws_dX[:n] if need_dX else None
         _dense.dense_backward(self._cache_X, self.params[0], dY, self.grads[0], self.grads[1], dX)

@@ -11,6 +11,7 @@ the layer may overwrite its input when the network says the producer does not ne
 (``inplace``).  Its output aliases its input in that case, and in inference always, so its own
 ``output_reusable`` is that same answer.
 """
+import math
 import numbers
 
 import numpy as np
@@ -60,12 +61,12 @@ class Dropout(Layer):
 
     def allocate(self, batch_size):
         super().allocate(batch_size)
-        size = int(batch_size * np.prod(self.input_shape))
+        size = batch_size * math.prod(self.input_shape)
         self._ws_mask = np.empty(size, dtype=self.dtype)
         self._ws_out = None if self.inplace else np.empty(size, dtype=self.dtype)
         self._cache_identity = True
 
-    def forward(self, X, training=False):
+    def _forward(self, X, training):
         if not training or self.rate == 0.0:
             self._cache_identity = True
             return X
@@ -82,7 +83,7 @@ class Dropout(Layer):
         self._cache_n = n
         return Y
 
-    def backward(self, dY, need_dX=True):
+    def _backward(self, dY, need_dX):
         if not need_dX:
             return None
         if self._cache_identity:
@@ -96,3 +97,53 @@ class Dropout(Layer):
 
     def get_config(self):
         return {"rate": self.rate, "random_state": self.random_state}
+
+    def state_dict(self):
+        """{'generator': the mask generator's PCG64 state, its 128-bit words as decimal strings
+        (None before the network initialised it)}."""
+        if self._rng is None:
+            return {"generator": None}
+        st = self._rng.bit_generator.state
+        return {"generator": {"bit_generator": st["bit_generator"],
+                              "state": str(int(st["state"]["state"])),
+                              "inc": str(int(st["state"]["inc"])),
+                              "has_uint32": int(st["has_uint32"]),
+                              "uinteger": int(st["uinteger"])}}
+
+    def load_state_dict(self, state):
+        """Restore a ``state_dict()``: every field is checked (ValueError), then the generator's
+        state is set, so masks continue exactly where the saved layer stopped."""
+        if not isinstance(state, dict) or set(state) != {"generator"}:
+            raise ValueError(f"Dropout state must be {{'generator': ...}}, got {state!r}")
+        gen = state["generator"]
+        if gen is None:
+            self._rng = None
+            return
+        keys = {"bit_generator", "state", "inc", "has_uint32", "uinteger"}
+        if not isinstance(gen, dict) or set(gen) != keys or gen["bit_generator"] != "PCG64":
+            raise ValueError(f"Dropout generator state must be a PCG64 state with keys "
+                             f"{sorted(keys)}, got {gen!r}")
+        words = []
+        for name in ("state", "inc"):
+            text = gen[name]
+            if not (isinstance(text, str) and text.isdigit() and 0 < len(text) <= 39):
+                raise ValueError(f"Dropout generator {name!r} must be a decimal string, "
+                                 f"got {text!r}")
+            words.append(int(text))
+        value, inc = words
+        has_uint32, uinteger = gen["has_uint32"], gen["uinteger"]
+        if not (value < 2**128 and inc < 2**128 and inc % 2 == 1):
+            raise ValueError("Dropout generator state: 'state' and 'inc' must be below 2**128 "
+                             "and 'inc' odd")
+        if has_uint32 not in (0, 1) or isinstance(has_uint32, bool) or \
+                not isinstance(uinteger, int) or isinstance(uinteger, bool) or \
+                not 0 <= uinteger < 2**32:
+            raise ValueError("Dropout generator state: 'has_uint32' must be 0 or 1 and "
+                             "'uinteger' a 32-bit unsigned int")
+        # the generator is shared state (layers/_base.py): set in place when it exists
+        if self._rng is None or not isinstance(self._rng.bit_generator, np.random.PCG64):
+            self._rng = np.random.Generator(np.random.PCG64())
+        self._rng.bit_generator.state = {"bit_generator": "PCG64",
+                                         "state": {"state": value, "inc": inc},
+                                         "has_uint32": int(has_uint32),
+                                         "uinteger": int(uinteger)}

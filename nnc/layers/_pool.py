@@ -9,6 +9,7 @@ import numpy as np
 from nnc.layers._base import Layer, _as_pair
 from nnc._kernels import _pool
 from nnc._threads import n_threads
+from nnc._validation import channels_last_hint
 
 
 class _Pool2D(Layer):
@@ -31,7 +32,8 @@ class _Pool2D(Layer):
             OH = _pool.pool_output_size(H, self.pool_size[0], self.stride[0])
             OW = _pool.pool_output_size(W, self.pool_size[1], self.stride[1])
         except ValueError as exc:
-            raise ValueError(f"{type(self).__name__} on input {self.input_shape}: {exc}") from None
+            raise ValueError(f"{type(self).__name__} on input {self.input_shape}: {exc}"
+                             f"{channels_last_hint(self.input_shape)}") from None
         self.output_shape = (C, OH, OW)
         return self.output_shape
 
@@ -60,14 +62,14 @@ class MaxPool2D(_Pool2D):
         super().allocate(batch_size)
         self._ws_argmax = np.empty((batch_size,) + self.output_shape, dtype=np.intc)
 
-    def forward(self, X, training=False):
+    def _forward(self, X, training):
         n = X.shape[0]
         Y = self._ws_out[:n]
         _pool.maxpool2d_forward(X, Y, self._ws_argmax[:n], *self.pool_size, *self.stride,
                                 n_threads())
         return Y
 
-    def backward(self, dY, need_dX=True):
+    def _backward(self, dY, need_dX):
         if not need_dX:
             return None
         n = dY.shape[0]
@@ -86,13 +88,13 @@ class AvgPool2D(_Pool2D):
         None: equal to pool_size.
     """
 
-    def forward(self, X, training=False):
+    def _forward(self, X, training):
         n = X.shape[0]
         Y = self._ws_out[:n]
         _pool.avgpool2d_forward(X, Y, *self.pool_size, *self.stride, n_threads())
         return Y
 
-    def backward(self, dY, need_dX=True):
+    def _backward(self, dY, need_dX):
         if not need_dX:
             return None
         n = dY.shape[0]

@@ -190,13 +190,13 @@ class _Recurrent(Layer):
         ld = self._ld(slots, n)
         return buf[:rows * ld].reshape(rows, ld)[:, :slots * n].reshape(rows, slots, n)
 
-    def forward(self, X, training=False):
+    def _forward(self, X, training):
         n = self._check_input(X)
         Y = self._ws_out[:n]
         self._run_forward(X, Y if self.return_sequences else Y.reshape(n, 1, self.units))
         return Y
 
-    def backward(self, dY, need_dX=True):
+    def _backward(self, dY, need_dX):
         n = self._n_ready
         if n == 0:
             raise RuntimeError(f"{type(self).__name__}.backward needs a preceding forward (the "
@@ -242,6 +242,8 @@ class SimpleRNN(_Recurrent):
     return_sequences : bool, default=False
         Output every state (n_samples, n_timesteps, U) instead of the last one (n_samples, U).
 
+    Notes
+    -----
     Parameter tensors: W_x (n_features, U), W_h (U, U), b (U,).
     """
 
@@ -275,6 +277,8 @@ class LSTM(_Recurrent):
     return_sequences : bool, default=False
         Output every state (n_samples, n_timesteps, U) instead of the last one (n_samples, U).
 
+    Notes
+    -----
     Parameter tensors: W_x (n_features, 4U), W_h (U, 4U), b (4U,) (forget block initialised to 1).
     """
 
@@ -327,6 +331,8 @@ class GRU(_Recurrent):
     return_sequences : bool, default=False
         Output every state (n_samples, n_timesteps, U) instead of the last one (n_samples, U).
 
+    Notes
+    -----
     Parameter tensors: W_x (n_features, 3U), W_h (U, 3U), b_x (3U,), b_h (3U,).
     """
 
@@ -380,6 +386,8 @@ class Bidirectional(Layer):
         How the two outputs are combined; 'concat' joins them along the last axis, giving
         (n_samples, 2U) or (n_samples, n_timesteps, 2U).
 
+    Notes
+    -----
     With ``return_sequences=True`` the backward direction's outputs are re-reversed so that
     position t of both halves belongs to input step t (PyTorch's bidirectional output); otherwise
     each half is that direction's final state (PyTorch's h_n).  Parameter tensors: the forward
@@ -448,7 +456,7 @@ class Bidirectional(Layer):
         if self.merge == "mul":
             self._ws_dyb = np.empty_like(self.forward_layer._ws_out)
 
-    def forward(self, X, training=False):
+    def _forward(self, X, training):
         fw, bw = self.forward_layer, self.backward_layer
         n = fw._check_input(X)
         Y = self._ws_out[:n]
@@ -458,8 +466,8 @@ class Bidirectional(Layer):
             fw._run_forward(X, Y3[:, :, :U])
             bw._run_forward(X, Y3[:, :, U:])
             return Y
-        yf = fw.forward(X, training)
-        yb = bw.forward(X, training)
+        yf = fw._forward(X, training)
+        yb = bw._forward(X, training)
         if self.merge == "mul":
             np.multiply(yf, yb, out=Y)
         else:
@@ -468,7 +476,7 @@ class Bidirectional(Layer):
                 Y *= 0.5
         return Y
 
-    def backward(self, dY, need_dX=True):
+    def _backward(self, dY, need_dX):
         fw, bw = self.forward_layer, self.backward_layer
         n = fw._n_ready
         if n == 0 or bw._n_ready != n:
@@ -489,8 +497,8 @@ class Bidirectional(Layer):
                 dYb = self._ws_dyb[:n]
                 np.multiply(dY, fw._ws_out[:n], out=dYb)
                 dY *= bw._ws_out[:n]
-            dXf = fw.backward(dY, need_dX)
-            dXb = bw.backward(dYb, need_dX)
+            dXf = fw._backward(dY, need_dX)
+            dXb = bw._backward(dYb, need_dX)
         if not need_dX:
             return None
         np.add(dXf, dXb, out=dXf)

@@ -5,9 +5,7 @@ No workspace and no copy.  Because its output aliases its input, Flatten declare
 may be overwritten by later layers; its own ``output_reusable`` is then exactly that answer.  As a
 first layer (input = the user's array) its output is never handed out for in-place work.
 """
-import numpy as np
-
-from nnc.layers._base import Layer
+from nnc.layers._base import Layer, _checked_size
 
 
 class Flatten(Layer):
@@ -21,13 +19,14 @@ class Flatten(Layer):
 
     def build(self, input_shape, dtype):
         super().build(input_shape, dtype)
-        self.output_shape = (int(np.prod(self.input_shape)),)
+        # exact (no wrap-around to 0) and at most 2**31 - 1 values
+        self.output_shape = (_checked_size(self.input_shape, "Flatten: a sample"),)
         return self.output_shape
 
-    def forward(self, X, training=False):
+    def _forward(self, X, training):
         return X.reshape((X.shape[0],) + self.output_shape)
 
-    def backward(self, dY, need_dX=True):
+    def _backward(self, dY, need_dX):
         if not need_dX:
             return None
         return dY.reshape((dY.shape[0],) + self.input_shape)

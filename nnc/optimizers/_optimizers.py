@@ -25,6 +25,9 @@ from nnc._threads import n_threads
 
 __all__ = ["Optimizer", "SGD", "AdaGrad", "RMSprop", "Adam", "get_optimizer"]
 
+#: the largest step count a state may hold (exact in a double: the compiled epoch reports it as one)
+MAX_STEPS = 2**53
+
 
 def _check_real(value, name):
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
@@ -194,8 +197,9 @@ class Optimizer:
         if unknown:
             raise ValueError(f"unknown state entries {sorted(unknown)} for {type(self).__name__}")
         t = state["t"]
-        if isinstance(t, bool) or not isinstance(t, numbers.Integral) or t < 0:
-            raise ValueError(f"state['t'] must be a non-negative int, got {t!r}")
+        if isinstance(t, bool) or not isinstance(t, numbers.Integral) or \
+                not 0 <= t <= MAX_STEPS:
+            raise ValueError(f"state['t'] must be an int in [0, {MAX_STEPS}], got {t!r}")
         arrays = {}
         for name in self._state_names:
             a = state.get(name)
@@ -228,6 +232,15 @@ class SGD(Optimizer):
 
     v = momentum * v - lr * g;  params += v   (nesterov: params += momentum * v - lr * g)
     With momentum == 0 there is no velocity: params -= lr * g.
+
+    Parameters
+    ----------
+    learning_rate : float > 0, default=0.01
+    momentum : float in [0, 1), default=0.0
+    nesterov : bool, default=False
+        Nesterov's momentum (needs momentum > 0 to differ from plain momentum).
+    alpha : float >= 0, default=0.0
+        L2 penalty on the weights (see Optimizer).
     """
 
     _kind = _k.SGD
@@ -255,7 +268,15 @@ class SGD(Optimizer):
 
 
 class AdaGrad(Optimizer):
-    """AdaGrad: G += g^2;  params -= lr * g / (sqrt(G) + epsilon)."""
+    """AdaGrad: G += g^2;  params -= lr * g / (sqrt(G) + epsilon).
+
+    Parameters
+    ----------
+    learning_rate : float > 0, default=0.01
+    epsilon : float > 0, default=1e-8
+    alpha : float >= 0, default=0.0
+        L2 penalty on the weights (see Optimizer).
+    """
 
     _kind = _k.ADAGRAD
     _state_names = ("sum_sq",)
@@ -273,7 +294,17 @@ class AdaGrad(Optimizer):
 
 
 class RMSprop(Optimizer):
-    """RMSprop: s = rho * s + (1 - rho) * g^2;  params -= lr * g / (sqrt(s) + epsilon)."""
+    """RMSprop: s = rho * s + (1 - rho) * g^2;  params -= lr * g / (sqrt(s) + epsilon).
+
+    Parameters
+    ----------
+    learning_rate : float > 0, default=0.001
+    rho : float in [0, 1), default=0.9
+        Decay of the running mean of squared gradients.
+    epsilon : float > 0, default=1e-8
+    alpha : float >= 0, default=0.0
+        L2 penalty on the weights (see Optimizer).
+    """
 
     _kind = _k.RMSPROP
     _state_names = ("mean_sq",)
@@ -299,6 +330,15 @@ class Adam(Optimizer):
 
     t += 1;  m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;
     params -= lr_t * m / (sqrt(v) + epsilon),  lr_t = lr * sqrt(1 - b2^t) / (1 - b1^t)
+
+    Parameters
+    ----------
+    learning_rate : float > 0, default=0.001
+    beta_1, beta_2 : float in [0, 1), default=0.9, 0.999
+        Decays of the first and second moment estimates (b1, b2).
+    epsilon : float > 0, default=1e-8
+    alpha : float >= 0, default=0.0
+        L2 penalty on the weights (see Optimizer).
     """
 
     _kind = _k.ADAM

@@ -225,3 +225,59 @@ def test_works_without_sklearn():
                          env=env, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip().endswith("OK")
+
+
+@pytest.mark.parametrize("how", ["partial_fit", "warm_start"])
+def test_step_that_overflows_the_outputs_keeps_previous_weights(how):
+    """One SGD step on inputs scaled by 1e12 leaves finite float32 weights (~1e16) whose outputs
+    overflow: detected at the end of the call, as fit detects it, and the previous weights (and
+    Dropout's generator) are kept."""
+    from nnc import layers as L
+    rng = np.random.RandomState(0)
+    X = rng.randn(40, 3).astype(np.float32)
+    y = X[:, 0].copy()
+    reg = NeuralNetRegressor(layers=[L.Dense(4), L.ReLU(), L.Dropout(0.1)], optimizer="sgd",
+                             batch_size=64, max_epochs=1, random_state=0)
+    reg.fit(X, y)
+    params = reg.network_.params.copy()
+    dropout = reg.network_.layers[2].state_dict()
+    proba = reg.predict(X)
+    with pytest.raises(NonFiniteLossError, match="outputs are not finite"):
+        if how == "partial_fit":
+            reg.partial_fit(X * 1e12, y)
+        else:
+            reg.set_params(warm_start=True).fit(X * 1e12, y)
+    np.testing.assert_array_equal(reg.network_.params, params)
+    assert reg.network_.layers[2].state_dict() == dropout
+    np.testing.assert_array_equal(reg.predict(X), proba)
+    assert np.isfinite(reg.predict(X * 1e12)).all()
+    # a first partial_fit that overflows leaves the estimator unfitted
+    fresh = NeuralNetRegressor(layers=[L.Dense(4), L.ReLU()], optimizer="sgd", batch_size=64,
+                               random_state=0)
+    with pytest.raises(NonFiniteLossError):
+        fresh.partial_fit(X * 1e12, y)
+    assert not hasattr(fresh, "network_")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_one_vs_rest_probabilities_finite_when_every_sigmoid_underflows(dtype):
+    """loss='binary_cross_entropy' on 3 classes (one logistic output per class): logits of -1e4
+    make every sigmoid 0, and sigmoid / sum would be 0 / 0.  Probabilities stay finite, sum to
+    1 and follow the logits; ordinary rows are unchanged."""
+    X, y = _data(60)
+    y3 = y + (X[:, 2] > 1)
+    clf = NeuralNetClassifier(loss="binary_cross_entropy", max_epochs=2, random_state=0,
+                              dtype=dtype).fit(X, y3)
+    assert clf._target_mode == "ovr"
+    normal = clf.predict_proba(X)
+    P = clf.network_.predict(clf._validate_predict_X(X, clf.network_))
+    np.testing.assert_allclose(normal, P / P.sum(axis=1, keepdims=True), rtol=1e-6)
+    W, b = clf.network_.layers[-1].params
+    W[...] = 0
+    b[...] = [-1e4, -1e4 + 2, -1e4 + 1]       # sigmoid(b) == 0 in both dtypes
+    proba = clf.predict_proba(X)
+    assert proba.dtype == np.dtype(dtype) and np.isfinite(proba).all()
+    np.testing.assert_allclose(proba.sum(axis=1), 1, rtol=1e-6)
+    ref = np.exp([0.0, 2.0, 1.0]) / np.exp([0.0, 2.0, 1.0]).sum()   # sigmoid(z) ~ exp(z) there
+    np.testing.assert_allclose(proba, np.tile(ref, (len(X), 1)), rtol=1e-5)
+    assert (clf.predict(X) == clf.classes_[1]).all()

@@ -7,7 +7,8 @@ from scipy.special import expit, softmax
 
 from nnc._kernels import _losses as K
 from nnc.losses import get_loss, Loss
-from tests._reference_losses import loss_gradient as ref_loss_gradient, EXP_CLIP
+from tests._reference_losses import (loss_gradient as ref_loss_gradient, EXP_CLIP,
+                                     softmax_link as ref_softmax_link)
 
 DTYPES = [np.float32, np.float64]
 RTOL = {np.float32: 2e-5, np.float64: 1e-11}
@@ -219,6 +220,59 @@ def test_links(dtype):
     K.softmax_forward(np.zeros((0, 3), dtype))  # empty: no-op
     K.exp_forward(np.zeros(0, dtype))
 
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_softmax_link_extreme_and_infinite_logits(dtype):
+    """Finite logits, however large, give finite probabilities; infinite logits give the limit
+    (never inf - inf = NaN); against the NumPy reference."""
+    big = float(np.finfo(dtype).max)
+    Z = np.array([[big, -big, 0.0],                  # z - zmax overflows to -inf: exp -> 0
+                  [big, big, -big],                  # two equal maxima at the top of the range
+                  [-big, -big, -big],
+                  [big / 2, big, -1.0],
+                  [np.inf, 1.0, np.inf],             # limits: mass on the +inf entries
+                  [np.inf, -np.inf, 0.0],
+                  [-np.inf, -np.inf, -np.inf],
+                  [1.0, 2.0, 3.0]], dtype=dtype)
+    S = Z.copy()
+    K.softmax_forward(S)
+    assert S.dtype == dtype and np.isfinite(S).all()
+    assert_close(S, ref_softmax_link(Z), dtype, scale=1.0)
+    np.testing.assert_allclose(S.sum(axis=1), 1.0, rtol=RTOL[dtype] * 10)
+    # the Loss object's link is the same kernel
+    S2 = Z.copy()
+    get_loss("softmax_cross_entropy").link(S2)
+    np.testing.assert_array_equal(S2, S)
+    # NaN logits stay NaN (nothing to decide), and only in their row
+    Zn = np.array([[np.nan, 1.0], [1.0, 2.0]], dtype=dtype)
+    K.softmax_forward(Zn)
+    assert np.isnan(Zn[0, 0]) and np.isfinite(Zn[1]).all()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_predictions_stay_finite_when_logits_overflow(dtype):
+    """A network whose last GEMM overflows (logits +-inf from finite weights) still predicts
+    finite probabilities for every loss link."""
+    import nnc
+    import nnc.layers as L
+    big = float(np.finfo(dtype).max) / 4
+    X = np.array([[4.0, 4.0], [4.0, -1.0], [-4.0, 1.0]], dtype=dtype)
+    for loss, units in (("softmax_cross_entropy", 3), ("binary_cross_entropy", 3),
+                        ("poisson", 2), ("mse", 2)):
+        net = nnc.Sequential([L.Dense(units)], loss=loss, input_shape=(2,), dtype=dtype)
+        W, b = net.layers[0].params
+        W[...] = big
+        W[:, 0] = -big
+        b[...] = 0
+        logits = net.forward(X)
+        assert not np.isfinite(logits).all()       # the overflow really happens
+        P = net.predict(X)
+        if loss == "mse":
+            continue                               # identity link: inf stays inf
+        assert np.isfinite(P).all(), loss
+        if loss == "softmax_cross_entropy":
+            assert_close(P, ref_softmax_link(logits), dtype, scale=1.0)
 
 # ---------------------------------------------------------------- nnc.losses
 

@@ -9,7 +9,7 @@ import nnc.layers as L
 from nnc.layers._base import Layer
 
 PROTOCOL = ["build", "param_specs", "bind", "init_params", "allocate", "forward", "backward",
-            "get_weights", "set_weights", "get_config"]
+            "_forward", "_backward", "get_weights", "set_weights", "get_config"]
 
 EXAMPLES = {
     "Dense": (lambda: L.Dense(3), (4,)),
@@ -48,6 +48,13 @@ def test_layers_share_method_signatures(method):
     for cls in _public_layer_classes():
         sig = inspect.signature(getattr(cls, method))
         assert list(sig.parameters) == list(reference.parameters), (cls.__name__, method, sig)
+
+
+def test_layers_keep_the_checked_public_calls():
+    # layers implement _forward / _backward; the public forward / backward (which check the
+    # call) are the base class's
+    for cls in _public_layer_classes():
+        assert cls.forward is Layer.forward and cls.backward is Layer.backward, cls.__name__
 
 
 @pytest.mark.parametrize("name", sorted(EXAMPLES))

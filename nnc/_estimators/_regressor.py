@@ -1,0 +1,72 @@
+"""The regressors' target side: y as the network reads it, predictions, R².
+
+``_RegressorNN`` is mixed in front of an estimator base (``MLPRegressor(_RegressorNN,
+RegressorMixin, _BaseMLP)``) and supplies the target hooks the fit loop in ``_base.py`` calls:
+``_encode_targets`` checks y (numeric, finite, 1-D or 2-D; a column vector is flattened with
+scikit-learn's warning) and reshapes it to (n_samples, n_outputs) in the working dtype;
+``_regression_loss`` names the loss (a subclass hook: NeuralNetRegressor also offers others);
+``_validation_score`` is the R² early stopping watches.  ``predict`` returns (n_samples,) for a
+single output, as scikit-learn does.  There is no label encoding, so ``_apply_class_weight`` and
+``_commit_targets`` do nothing.
+"""
+import numpy as np
+
+from nnc._compat import SKLEARN_INSTALLED, available_if, r2
+from nnc._estimators._inputs import (_Targets, _as_array, _check_finite_y, _check_y_present,
+                                     _column_or_1d)
+
+
+class _RegressorNN:
+    """Targets and predictions of the regressors."""
+
+    _is_classifier = False
+
+    def _regression_loss(self):
+        return "mse"
+
+    def _encode_targets(self, y, warm, incremental, classes, dtype):
+        _check_y_present(self, y)
+        y = _as_array(y, "y")
+        if y.ndim == 0:
+            raise ValueError(f"y must be an array of targets, got a scalar {y!r}")
+        if y.ndim > 2:
+            raise ValueError(f"y must be 1-D or 2-D, got shape {y.shape}")
+        y = np.asarray(y, dtype=dtype)
+        _check_finite_y(y)
+        y = _column_or_1d(y)
+        single = y.ndim == 1
+        y = y.reshape(y.shape[0], -1)
+        n_outputs = y.shape[1]
+        if warm and n_outputs != self.n_outputs_:
+            raise ValueError(f"y has {n_outputs} outputs, but the model was fitted with "
+                             f"{self.n_outputs_}")
+        return _Targets(y=np.ascontiguousarray(y), single=single, n_outputs=n_outputs,
+                        loss=self._regression_loss(), stratify=None, mode="regression")
+
+    def _apply_class_weight(self, sw, targets, incremental, dtype):
+        return sw
+
+    def _commit_targets(self, targets):
+        pass
+
+    def predict(self, X):
+        """Predicted values, shape (n_samples,) or (n_samples, n_outputs)."""
+        P, _ = self._predict_outputs(X)
+        return P.ravel() if P.shape[1] == 1 else P
+
+    def _validation_score(self, net, targets, X, y, sw):
+        P = net.predict(X)
+        if not np.isfinite(P).all():
+            return float("nan")
+        return r2(y, P, sw)
+
+    @available_if(lambda est: est._partial_fit_available())
+    def partial_fit(self, X, y, sample_weight=None):
+        """One epoch over (X, y) with the stochastic solver."""
+        return self._fit(X, y, sample_weight, incremental=True)
+
+    if SKLEARN_INSTALLED:
+        def __sklearn_tags__(self):
+            tags = super().__sklearn_tags__()
+            tags.input_tags.sparse = True
+            return tags

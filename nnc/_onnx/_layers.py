@@ -1,0 +1,314 @@
+"""One ONNX exporter per layer class: the registry ``nnc.to_onnx`` walks a network with.
+
+An exporter is ``fn(g, layer, x) -> y``: ``g`` is a ``_graph.Graph``, ``x`` the name of the
+layer's input tensor (n, *layer.input_shape) and ``y`` the name of its output tensor
+(n, *layer.output_shape), both batch-first as in nnc.  Exporters read a layer only through its
+public face (``get_weights()`` in ``param_specs`` order, ``get_config()`` values, the built
+``input_shape`` / ``output_shape``), never its workspaces.  ``register(cls, input_dtype=...)``
+adds one; ``input_dtype(layer, dtype)`` (default: the network dtype) types the graph input when
+the layer comes first, so a layer reading integer ids (an embedding) declares int64 there.
+
+A new layer class adds its exporter here (and an ONNX Runtime parity case in
+tests/onnx/test_layers.py); tests/onnx/test_registry.py fails for a public layer without one.
+
+Layouts.  nnc's weights are laid out for its own kernels and mapped onto ONNX's here:
+Dense W (in, out) -> MatMul + Add; Conv2D W (F, C, KH, KW) and Conv1D W (F, C, k) are ONNX's
+Conv weights as they are; recurrent W_x (F, G), W_h (U, G) become ONNX's W (dirs, G, F) and
+R (dirs, G, U) with the gate blocks reordered (LSTM nnc i, f, g, o -> ONNX i, o, f, c; GRU nnc
+r, z, n -> ONNX z, r, h with ``linear_before_reset=1``, which is nnc's GRU: the reset gate
+multiplies h W_hn + b_hn); nnc's batch-first (n, T, F) sequences are transposed to ONNX's
+(T, n, F) and back.  float64 graphs use exact decompositions for the operators ONNX Runtime has
+no double kernel for (``Graph.native``).
+"""
+import itertools
+from collections import namedtuple
+
+import numpy as np
+
+from nnc.layers import (AvgPool2D, Bidirectional, Conv1D, Conv2D, Dense, Dropout, Flatten, GRU,
+                        Identity, LeakyReLU, LSTM, MaxPool2D, ReLU, Sigmoid, SimpleRNN, Tanh)
+
+LayerExporter = namedtuple("LayerExporter", ["export", "input_dtype"])
+
+_EXPORTERS = {}
+
+
+def register(*classes, input_dtype=None):
+    """Decorator: ``fn(g, layer, x) -> y`` exports layers of exactly these classes.
+
+    ``input_dtype(layer, dtype) -> numpy dtype`` types the graph input when such a layer is
+    first (None: the network dtype)."""
+    def decorate(fn):
+        for cls in classes:
+            _EXPORTERS[cls] = LayerExporter(fn, input_dtype)
+        return fn
+    return decorate
+
+
+def get_exporter(layer, position=None):
+    """The LayerExporter of ``layer``'s exact class; TypeError naming the class otherwise (a
+    subclass may compute something else, so it needs its own exporter)."""
+    entry = _EXPORTERS.get(type(layer))
+    if entry is None:
+        where = "" if position is None else f" (layer {position})"
+        raise TypeError(f"cannot export {type(layer).__name__}{where} to ONNX: no exporter is "
+                        f"registered for {type(layer).__module__}.{type(layer).__qualname__} "
+                        "(exporters live in nnc/_onnx/_layers.py)")
+    return entry
+
+
+def registered_classes():
+    return set(_EXPORTERS)
+
+
+# --------------------------------------------------------------------------- dense, activations
+@register(Dense)
+def _dense(g, layer, x):
+    W, b = layer.get_weights()
+    y = g.op("MatMul", [x, g.const(W, "dense_W")], "dense_xw")
+    return g.op("Add", [y, g.const(b, "dense_b")], "dense")
+
+
+@register(Identity, Dropout)
+def _passthrough(g, layer, x):
+    """Identity, and Dropout at inference (inverted dropout scales in training only)."""
+    return x
+
+
+@register(ReLU)
+def _relu(g, layer, x):
+    return g.op("Relu", [x], "relu")
+
+
+@register(Sigmoid)
+def _sigmoid(g, layer, x):
+    return g.op("Sigmoid", [x], "sigmoid")
+
+
+@register(Tanh)
+def _tanh(g, layer, x):
+    return g.op("Tanh", [x], "tanh")
+
+
+@register(LeakyReLU)
+def _leaky_relu(g, layer, x):
+    slope = layer.get_config()["negative_slope"]
+    if g.dtype == np.float32:
+        return g.op("LeakyRelu", [x], "leaky_relu", alpha=slope)
+    # ONNX float attributes are 32-bit: alpha=0.2 would be 0.2000000029 in a float64 model.
+    # With 0 < slope < 1, max(x, slope x) is x for x > 0 and slope x otherwise, exactly.
+    return g.op("Max", [x, g.op("Mul", [x, g.const(slope, "slope")], "slope_x")], "leaky_relu")
+
+
+@register(Flatten)
+def _flatten(g, layer, x):
+    return g.op("Flatten", [x], "flatten", axis=1)
+
+
+# --------------------------------------------------------------------------- convolution, pooling
+def _conv_geometry(layer):
+    """(kernel, strides, pads per spatial axis) of Conv2D / Conv1D from their config."""
+    cfg = layer.get_config()
+    if isinstance(layer, Conv1D):
+        return [cfg["kernel_size"]], [cfg["stride"]], [cfg["padding"]]
+    return list(cfg["kernel_size"]), list(cfg["stride"]), list(cfg["padding"])
+
+
+def _window_slices(g, x, kernel, strides, out_spatial):
+    """One strided Slice of x (n, C, *S) per kernel offset, row-major over the offsets: slice k
+    holds x[:, :, k_1 + s_1 o_1, ...] for every output position o."""
+    axes = list(range(2, 2 + len(kernel)))
+    slices = []
+    for offset in itertools.product(*[range(k) for k in kernel]):
+        ends = [o + (n - 1) * s + 1 for o, n, s in zip(offset, out_spatial, strides)]
+        slices.append(g.slice(x, list(offset), ends, axes, strides, "window"))
+    return slices
+
+
+def _pad_spatial(g, x, pads):
+    if not any(pads):
+        return x
+    return g.op("Pad", [x, g.ints([0, 0] + list(pads) + [0, 0] + list(pads))], "pad")
+
+
+@register(Conv2D, Conv1D)
+def _conv(g, layer, x):
+    W, b = layer.get_weights()                       # (F, C, *K), (F,)
+    kernel, strides, pads = _conv_geometry(layer)
+    if g.native("Conv"):
+        return g.op("Conv", [x, g.const(W, "conv_W"), g.const(b, "conv_b")], "conv",
+                    kernel_shape=kernel, strides=strides, pads=pads + pads)
+    # exact decomposition: im2col by strided slices, one MatMul, the bias
+    F, C = W.shape[:2]
+    out_spatial = list(layer.output_shape[1:])
+    KK = int(np.prod(kernel))
+    cols = g.op("Concat", _window_slices(g, _pad_spatial(g, x, pads), kernel, strides,
+                                         out_spatial), "im2col", axis=1)   # (n, KK*C, *O)
+    cols = g.reshape(cols, [0, KK * C, -1], "im2col_2d")                   # (n, KK*C, P)
+    # row k*C + c of the columns is channel c at kernel offset k: W as (F, KK*C) in that order
+    Wm = np.moveaxis(W, 1, -1).reshape(F, KK * C)
+    y = g.op("MatMul", [g.const(Wm, "conv_Wm"), cols], "conv_mm")        # (n, F, P)
+    y = g.op("Add", [y, g.const(b.reshape(F, 1), "conv_b")], "conv_b_add")
+    return g.reshape(y, [0, F] + out_spatial, "conv")
+
+
+def _pool_config(layer):
+    cfg = layer.get_config()
+    kernel = list(cfg["pool_size"])
+    strides = kernel if cfg["stride"] is None else list(cfg["stride"])
+    return kernel, strides
+
+
+@register(MaxPool2D)
+def _max_pool(g, layer, x):
+    kernel, strides = _pool_config(layer)
+    return g.op("MaxPool", [x], "max_pool", kernel_shape=kernel, strides=strides)
+
+
+@register(AvgPool2D)
+def _avg_pool(g, layer, x):
+    kernel, strides = _pool_config(layer)
+    if g.native("AveragePool"):
+        return g.op("AveragePool", [x], "avg_pool", kernel_shape=kernel, strides=strides)
+    slices = _window_slices(g, x, kernel, strides, list(layer.output_shape[1:]))
+    total = slices[0] if len(slices) == 1 else g.op("Sum", slices, "window_sum")
+    return g.op("Mul", [total, g.const(1.0 / np.prod(kernel), "inv_window")], "avg_pool")
+
+
+# --------------------------------------------------------------------------- recurrent
+# ONNX gate order as a permutation of nnc's gate blocks
+_ONNX_GATES = {SimpleRNN: [0], LSTM: [0, 3, 1, 2], GRU: [1, 0, 2]}
+_ONNX_OP = {SimpleRNN: "RNN", LSTM: "LSTM", GRU: "GRU"}
+
+
+def _gate_blocks(a, order, U):
+    """Reorder the gate blocks (width U) of the last axis of a."""
+    return np.concatenate([a[..., k * U:(k + 1) * U] for k in order], axis=-1)
+
+
+def _onnx_weights(layer):
+    """(W (G, F), R (G, U), B (2G,)) of one direction in ONNX's gate order."""
+    weights = layer.get_weights()
+    W_x, W_h = weights[0], weights[1]
+    U = layer.units
+    order = _ONNX_GATES[type(layer)]
+    W = _gate_blocks(W_x, order, U).T
+    R = _gate_blocks(W_h, order, U).T
+    if isinstance(layer, GRU):
+        b_x, b_h = weights[2], weights[3]
+        B = np.concatenate([_gate_blocks(b_x, order, U), _gate_blocks(b_h, order, U)])
+    else:   # one bias, applied once: ONNX's Wb, with Rb = 0
+        B = np.concatenate([_gate_blocks(weights[2], order, U), np.zeros_like(weights[2])])
+    return W, R, B
+
+
+def _native_recurrent(g, layers, x):
+    """One ONNX RNN / LSTM / GRU node for one direction or both (Bidirectional); returns, per
+    direction, its output in nnc's layout: (n, T, U) or the final state (n, U)."""
+    cell = layers[0]
+    U = cell.units
+    Ws, Rs, Bs = zip(*(_onnx_weights(layer) for layer in layers))
+    direction = "bidirectional" if len(layers) == 2 else "forward"
+    attrs = dict(hidden_size=U, direction=direction)
+    if isinstance(cell, GRU):
+        attrs["linear_before_reset"] = 1
+    if isinstance(cell, SimpleRNN):
+        attrs["activations"] = ["Tanh"] * len(layers)
+    xt = g.op("Transpose", [x], "time_major", perm=[1, 0, 2])            # (T, n, F)
+    kind = _ONNX_OP[type(cell)]
+    n_out = 3 if kind == "LSTM" else 2
+    outs = g.op(kind, [xt, g.const(np.stack(Ws), kind + "_W"), g.const(np.stack(Rs), kind + "_R"),
+                       g.const(np.stack(Bs), kind + "_B")], kind.lower(), n_outputs=n_out,
+                **attrs)
+    Y, Y_h = outs[0], outs[1]            # (T, dirs, n, U), (dirs, n, U)
+    results = []
+    for d in range(len(layers)):
+        if cell.return_sequences:
+            y = g.op("Gather", [Y, g.ints(d)], "direction", axis=1)           # (T, n, U)
+            results.append(g.op("Transpose", [y], "batch_major", perm=[1, 0, 2]))
+        else:
+            results.append(g.op("Gather", [Y_h, g.ints(d)], "last_state", axis=0))
+    return results
+
+
+def _cols(g, a, k, U, hint):
+    """Gate block k (columns k U .. (k+1) U) of a (n, G) tensor."""
+    return g.slice(a, [k * U], [(k + 1) * U], [1], hint=hint)
+
+
+def _unrolled_recurrent(g, layer, x, reverse):
+    """The recurrence unrolled over the T steps in plain operators (exact, any dtype);
+    returns (n, T, U) or the final state (n, U), as nnc's kernels (h_0 = c_0 = 0)."""
+    weights = layer.get_weights()
+    W_x, W_h = weights[0], weights[1]
+    U = layer.units
+    T = layer.input_shape[0]
+    is_gru = isinstance(layer, GRU)
+    # input projection of every step at once: (n, T, G)
+    xp = g.op("MatMul", [x, g.const(W_x, "rnn_Wx")], "x_proj")
+    xp = g.op("Add", [xp, g.const(weights[2], "rnn_b")], "x_proj_b")
+    W_h = g.const(W_h, "rnn_Wh")
+    if is_gru:   # the hidden-side biases of r, z, n (added to h W_h, inside r * (.) for n)
+        b_h = [g.const(weights[3][k * U:(k + 1) * U], "rnn_bh") for k in range(3)]
+    h = c = None
+    states = [None] * T
+    for s in range(T):
+        t = T - 1 - s if reverse else s
+        p = g.op("Gather", [xp, g.ints(t)], "x_t", axis=1)                    # (n, G)
+        hp = None if h is None else g.op("MatMul", [h, W_h], "h_proj")
+        if is_gru:
+            hh = [b_h[k] if hp is None else
+                  g.op("Add", [_cols(g, hp, k, U, "h_gate"), b_h[k]], "h_gate_b")
+                  for k in range(3)]
+            r = g.op("Sigmoid", [g.op("Add", [_cols(g, p, 0, U, "xr"), hh[0]], "r_pre")], "r")
+            z = g.op("Sigmoid", [g.op("Add", [_cols(g, p, 1, U, "xz"), hh[1]], "z_pre")], "z")
+            rh = g.op("Mul", [r, hh[2]], "r_hn")
+            n = g.op("Tanh", [g.op("Add", [_cols(g, p, 2, U, "xn"), rh], "n_pre")], "n")
+            one_minus_z = g.op("Sub", [g.const(1.0, "one"), z], "one_minus_z")
+            new_h = g.op("Mul", [one_minus_z, n], "h_new")
+            if h is not None:
+                new_h = g.op("Add", [new_h, g.op("Mul", [z, h], "z_h")], "h")
+            h = new_h
+        else:
+            a = p if hp is None else g.op("Add", [p, hp], "pre")
+            if isinstance(layer, SimpleRNN):
+                h = g.op("Tanh", [a], "h")
+            else:   # LSTM, blocks i, f, g, o
+                i = g.op("Sigmoid", [_cols(g, a, 0, U, "i_pre")], "i")
+                f = g.op("Sigmoid", [_cols(g, a, 1, U, "f_pre")], "f")
+                gg = g.op("Tanh", [_cols(g, a, 2, U, "g_pre")], "g")
+                o = g.op("Sigmoid", [_cols(g, a, 3, U, "o_pre")], "o")
+                ig = g.op("Mul", [i, gg], "i_g")
+                c = ig if c is None else g.op("Add", [g.op("Mul", [f, c], "f_c"), ig], "c")
+                h = g.op("Mul", [o, g.op("Tanh", [c], "tanh_c")], "h")
+        states[t] = h
+    if not layer.return_sequences:
+        return h
+    return g.op("Concat", [g.unsqueeze(state, [1], "h_t") for state in states], "sequence",
+                axis=1)
+
+
+def _recurrent_outputs(g, layers, x):
+    """Per direction (layers[1] runs over the reversed sequence), nnc's output layout."""
+    if g.native(_ONNX_OP[type(layers[0])]):
+        return _native_recurrent(g, layers, x)
+    return [_unrolled_recurrent(g, layer, x, reverse=(d == 1)) for d, layer in enumerate(layers)]
+
+
+@register(SimpleRNN, LSTM, GRU)
+def _recurrent(g, layer, x):
+    return _recurrent_outputs(g, [layer], x)[0]
+
+
+@register(Bidirectional)
+def _bidirectional(g, layer, x):
+    yf, yb = _recurrent_outputs(g, [layer.forward_layer, layer.backward_layer], x)
+    merge = layer.get_config()["merge"]
+    if merge == "concat":
+        return g.op("Concat", [yf, yb], "bidirectional", axis=-1)
+    if merge == "mul":
+        return g.op("Mul", [yf, yb], "bidirectional")
+    y = g.op("Add", [yf, yb], "bidirectional_sum")
+    if merge == "ave":
+        y = g.op("Mul", [y, g.const(0.5, "half")], "bidirectional")
+    return y
