@@ -708,3 +708,63 @@ def test_governor_trials_back_off_while_serial_keeps_winning():
     assert len(trials) >= 3
     assert all(b >= a for a, b in zip(gaps, gaps[1:])) and gaps[-1] > gaps[0]
     assert sum(b == 2 for b in budgets) == 2 * len(trials)
+
+
+NO_BLAS_API = """
+import ctypes, os
+# A BLAS without OpenBLAS's thread API or thread pool (MKL, Accelerate, reference BLAS): hide
+# those symbols from every ctypes lookup before nnc looks for them.
+_lookup = ctypes.CDLL.__getattr__
+def _hidden(self, name):
+    if "num_threads" in name or name == "gotoblas_pthread":
+        raise AttributeError(name)
+    return _lookup(self, name)
+ctypes.CDLL.__getattr__ = _hidden
+
+import numpy as np
+import nnc
+from nnc._kernels import _blas, _parallel
+from nnc.layers import Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU
+info = nnc._threads.info()
+assert not info["blas_control"] and not _blas.thread_api(), info
+assert _blas.blas_threads() is None and _blas.planned_threads(1e4, 1e4, 1e4) == 0
+assert _parallel.pool() != "blas pool", _parallel.pool()
+_parallel.set_governor(False)
+for k in _parallel.WORK_KINDS:
+    _parallel.set_threshold(k, 0.0)
+rng = np.random.RandomState(0)
+X = rng.rand(64, 1, 10, 10).astype(np.float32)
+y = rng.randint(0, 3, 64)
+
+def fit():
+    clf = nnc.NeuralNetClassifier(layers=[Conv2D(6, 3), ReLU(), MaxPool2D(2), Flatten(),
+                                          Dropout(0.2), Dense(16), ReLU()],
+                                  input_shape=(1, 10, 10), max_epochs=2, batch_size=32,
+                                  dtype="float32", random_state=0).fit(X, y)
+    return clf, clf.predict_proba(X)
+
+with nnc.config_context(n_threads=1):
+    _, one = fit()
+clf, many = fit()
+np.testing.assert_allclose(many, one, rtol=1e-5, atol=1e-6)
+if hasattr(os, "fork"):
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0 if _parallel.forked() and np.array_equal(clf.predict_proba(X), many) else 3)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, status
+print("runner", _parallel.pool())
+"""
+
+
+def test_without_the_blas_thread_api_the_blas_keeps_its_setting_and_loops_use_openmp():
+    """The fallback for other BLAS builds (MKL, Accelerate, reference BLAS, an OpenBLAS without
+    its pool symbols): no BLAS control, loops on an OpenMP team (or serial without OpenMP), the
+    same results on one and many threads, forks still safe, show_config says so."""
+    rc, out = _run(NO_BLAS_API)
+    assert rc == 0, out
+    expected = "openmp" if nnc._threads.openmp_enabled() else "serial"
+    assert f"runner {expected}" in out, out
+    rc, out = _run(NO_BLAS_API.split("import numpy as np")[0] + "import nnc\nnnc.show_config()\n")
+    assert rc == 0, out
+    assert "the BLAS's own setting" in out and "BLAS threads: set per product" not in out, out
