@@ -19,7 +19,7 @@ everyone else in the process see their own setting.  Products at most ``serial_m
 (OpenBLAS runs those on the calling thread whatever its setting: MNK <= 65536 * 4 in its
 interface/gemm.c) and level-1 calls at most 10,000 long are called directly, with no lock.
 Without the API (MKL, Accelerate, reference BLAS) the BLAS keeps its own setting (show_config
-says so).  BLAS is never called inside a prange body.
+says so).  BLAS is never called inside a parallel job (_parallel._par_run).
 """
 from libc.limits cimport INT_MAX
 
