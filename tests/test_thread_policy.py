@@ -488,15 +488,19 @@ def test_live_governor_reports_its_state():
 
 @multi
 def test_concurrent_pieces_share_the_budget(forced):
-    first = _parallel.begin_piece("optim", 1e9)
+    # GEMM pieces: their budget does not depend on OpenMP (a build without it runs its own
+    # passes serially, its BLAS products still in parallel)
+    first = _parallel.begin_piece("gemm", 1e9)
     try:
         assert first == forced
         assert _parallel.inflight() == 1
-        assert _parallel.threads_for("optim", 1e9) == max(1, forced // 2)
+        assert _parallel.threads_for("gemm", 1e9) == max(1, forced // 2)
+        if nnc._threads.openmp_enabled():
+            assert _parallel.threads_for("optim", 1e9) == max(1, forced // 2)
     finally:
         _parallel.end_piece(first)
     assert _parallel.inflight() == 0
-    assert _parallel.threads_for("optim", 1e9) == forced
+    assert _parallel.threads_for("gemm", 1e9) == forced
 
 
 @multi
@@ -579,7 +583,8 @@ print("ok", nnc._threads.omp_max_threads(), nnc._threads.budget())
 def test_huge_omp_num_threads_does_not_crash(pool):
     rc, out = _run(CLAMP.format(pool=pool), env={"OMP_NUM_THREADS": "100000"})
     assert rc == 0, out
-    assert "ok 100000" in out
+    # without OpenMP (NNC_NO_OPENMP=1 builds) the variable reaches nothing: still no crash
+    assert f"ok {100000 if nnc._threads.openmp_enabled() else 1} " in out, out
 
 
 def test_omp_num_threads_1_means_one_thread():
