@@ -6,6 +6,7 @@ from nnc._gradcheck import check_gradients
 from nnc._estimators import (MLPClassifier, MLPRegressor, NeuralNetClassifier,
                              NeuralNetRegressor)
 from nnc._io import save, load   # model files sit above the estimators and the network
+from nnc import callbacks       # nnc.callbacks.EarlyStopping ... (they import no estimator)
 
 __all__ = ["__version__", "Sequential", "check_gradients", "save", "load", "show_config",
            "MLPClassifier", "MLPRegressor", "NeuralNetClassifier", "NeuralNetRegressor",
