@@ -7,6 +7,7 @@ from nnc import _threads  # noqa: F401  (sets up the thread policy: CPUs, the BL
 from nnc._estimators import (MLPClassifier, MLPRegressor, NeuralNetClassifier,
                              NeuralNetRegressor)
 from nnc._io import save, load   # model files sit above the estimators and the network
+from nnc import callbacks       # nnc.callbacks.EarlyStopping ... (they import no estimator)
 
 __all__ = ["__version__", "Sequential", "check_gradients", "save", "load", "show_config",
            "set_config", "get_config", "config_context",

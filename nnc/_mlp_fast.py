@@ -240,10 +240,11 @@ def train_epoch(net, X, y, optimizer, batch_size, sample_weight=None, indices=No
         except KeyboardInterrupt:
             raise EpochInterrupted(start, result[_TOTAL] / start) from None
     if status == _mlp.STATUS_NONFINITE:
-        raise FloatingPointError(
+        from nnc._trainer import NonFiniteEpoch      # (the trainer imports this module)
+        raise NonFiniteEpoch(
             f"the training loss became {result[1]} (batch starting at sample {int(result[2])}); "
             "the weights are those before this batch. Lower the learning rate, scale the inputs "
-            "or set clip_grad_norm.")
+            "or set clip_grad_norm.", int(result[2]), result[1])
     if status == _mlp.STATUS_ZERO_WEIGHT:
         raise ValueError(f"loss_gradient: sample_weight must have a positive finite sum, "
                          f"got {result[1]}")

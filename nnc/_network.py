@@ -419,7 +419,7 @@ class Sequential:
         return 0.5 * float(np.dot(w, w))
 
     def train_epoch(self, X, y, optimizer, batch_size=32, sample_weight=None, indices=None,
-                    loss_scale=1.0):
+                    loss_scale=1.0, on_batch=None):
         """One pass of mini-batch training on validated arrays; returns the epoch loss.
 
         X, y: already validated by ``_check_X`` / ``_check_y``.  ``indices``: the visiting order
@@ -427,8 +427,11 @@ class Sequential:
         over batches of (loss_scale * batch loss + alpha * l2 / batch weight), weighted by batch
         size (``loss_scale`` = 1/n_outputs reproduces MLPRegressor's reported loss).  Raises
         FloatingPointError (weights of the failing batch are not applied) when a loss is not finite.
+        ``on_batch``: hooks around each batch of the Python batch loop (see nnc/_trainer.py; the
+        compiled loop of dense networks never calls them).
         """
-        return run_epoch(self, X, y, optimizer, batch_size, sample_weight, indices, loss_scale)
+        return run_epoch(self, X, y, optimizer, batch_size, sample_weight, indices, loss_scale,
+                         on_batch)
 
     # ------------------------------------------------------------------ weights
     def get_weights(self):

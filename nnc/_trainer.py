@@ -10,12 +10,38 @@ boundary, raising ``EpochInterrupted`` (a KeyboardInterrupt) that says how many 
 batches held and their mean loss (all n samples when the signal came during the last batch); the
 weights and the optimizer's step count then describe exactly those batches.  Both paths notice the
 signal after the batch in progress (the check is one flag read per batch).
+
+A loss that is not finite stops the epoch before that batch's update with ``NonFiniteEpoch`` (a
+FloatingPointError saying how many samples the applied batches held and the loss found).
+
+Batch callbacks (``on_batch``, the estimators' batch tasks, nnc/_estimators/_callbacks.py) run
+on the generic path only: ``on_batch.begin()`` before a batch and ``on_batch.end(n_done)``
+after it; ``end`` returning True ends the epoch there (the epoch loss is then the mean over the
+samples done, and ``on_batch.n_done`` says how many).  The compiled path never calls Python per
+batch, so ``compiled_epoch(net, optimizer)`` tells the estimators which path an epoch takes.
 """
 import numpy as np
 
 from nnc import _mlp_fast
 from nnc._interrupt import EpochInterrupted, deferred_sigint
 from nnc._kernels import _optim
+
+__all__ = ["run_epoch", "compiled_epoch", "NonFiniteEpoch"]
+
+
+class NonFiniteEpoch(FloatingPointError):
+    """The loss of a batch was not finite: the epoch stopped before that batch's update, after
+    ``n_samples`` samples in whole batches; ``loss`` is the non-finite batch loss."""
+
+    def __init__(self, message, n_samples, loss):
+        super().__init__(message)
+        self.n_samples = int(n_samples)
+        self.loss = float(loss)
+
+
+def compiled_epoch(net, optimizer):
+    """True when ``run_epoch(net, ..., optimizer)`` takes the compiled whole-epoch path."""
+    return _mlp_fast.select(net, optimizer) is not None
 
 
 def _gather_buffers(net, X, y, sample_weight, batch_size):
@@ -30,7 +56,8 @@ def _gather_buffers(net, X, y, sample_weight, batch_size):
     return bufs[1:]
 
 
-def run_epoch(net, X, y, optimizer, batch_size, sample_weight=None, indices=None, loss_scale=1.0):
+def run_epoch(net, X, y, optimizer, batch_size, sample_weight=None, indices=None, loss_scale=1.0,
+              on_batch=None):
     n = X.shape[0]
     batch_size = int(max(1, min(batch_size, n)))
     net._ensure_batch(batch_size)
@@ -44,7 +71,7 @@ def run_epoch(net, X, y, optimizer, batch_size, sample_weight=None, indices=None
                             guard)
             else:
                 loss = _python_epoch(net, X, y, optimizer, batch_size, sample_weight, indices,
-                                     loss_scale, guard)
+                                     loss_scale, guard, on_batch)
             if guard is not None and guard.pending is not None:   # during the last batch
                 try:
                     guard.deliver()
@@ -58,7 +85,7 @@ def run_epoch(net, X, y, optimizer, batch_size, sample_weight=None, indices=None
 
 
 def _python_epoch(net, X, y, optimizer, batch_size, sample_weight, indices, loss_scale,
-                  guard=None):
+                  guard=None, on_batch=None):
     n = X.shape[0]
     alpha = float(getattr(optimizer, "alpha", 0.0))
     clip = net.clip_grad_norm
@@ -67,6 +94,8 @@ def _python_epoch(net, X, y, optimizer, batch_size, sample_weight, indices, loss
     for start in range(0, n, batch_size):
         stop = min(n, start + batch_size)
         m = stop - start
+        if on_batch is not None:
+            on_batch.begin()
         if indices is None:
             Xb, yb = X[start:stop], y[start:stop]
             swb = None if sample_weight is None else sample_weight[start:stop]
@@ -84,14 +113,16 @@ def _python_epoch(net, X, y, optimizer, batch_size, sample_weight, indices, loss
         if alpha:
             loss += alpha * net.l2_penalty() / sw_sum
         if not np.isfinite(loss):
-            raise FloatingPointError(
+            raise NonFiniteEpoch(
                 f"the training loss became {loss} (batch starting at sample {start}); the "
                 "weights are those before this batch. Lower the learning rate, scale the inputs "
-                "or set clip_grad_norm.")
+                "or set clip_grad_norm.", start, loss)
         if clip:
             _optim.clip_grad_norm(net.grads, clip)
         optimizer.step(net.params, net.grads, n_decay=net.n_decay, n_samples=sw_sum)
         total += loss * m
+        if on_batch is not None and on_batch.end(stop) and stop < n:
+            return total / stop      # a callback ended the epoch after this batch
         if guard is not None and guard.pending is not None and stop < n:
             try:
                 guard.deliver()          # Python's handler raises KeyboardInterrupt here

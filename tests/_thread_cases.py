@@ -387,8 +387,8 @@ def case_prediction_during_partial_fit():
 
 
 def case_prediction_during_commit():
-    """A fit held inside its commit (network_ already swapped, classes_ not yet): a prediction
-    from another thread waits and then sees the new model whole."""
+    """A fit held inside its commit (holding the lock, its attributes not written yet): a
+    prediction from another thread waits and then sees the new model whole."""
     XA, yA = _digits_like((6,), classes=3, seed=6)
     XB, yB = _digits_like((6,), classes=2, seed=7)
     yB = np.where(yB == 0, 5, 7)                  # other labels, another output layer
@@ -398,14 +398,14 @@ def case_prediction_during_commit():
     want = make().fit(XB, yB).predict(XA)
     est = make().fit(XA, yA)
     paused, resume = threading.Event(), threading.Event()
-    original = est._commit_targets
+    original = est._target_attributes
 
-    def held_commit_targets(targets):
+    def held_target_attributes(targets):
         paused.set()
         resume.wait(WAIT)
-        original(targets)
+        return original(targets)
 
-    est._commit_targets = held_commit_targets
+    est._target_attributes = held_target_attributes
     fitter = threading.Thread(target=est.fit, args=(XB, yB), daemon=True)
     fitter.start()
     if not paused.wait(WAIT):
@@ -424,7 +424,7 @@ def case_prediction_during_commit():
     resume.set()
     fitter.join(WAIT)
     p.join(WAIT)
-    del est._commit_targets
+    del est._target_attributes
     if "error" in got:
         return [f"prediction during the commit failed: {got['error']}"]
     if "labels" not in got:

@@ -5,9 +5,9 @@ RegressorMixin, _BaseMLP)``) and supplies the target hooks the fit loop in ``_ba
 ``_encode_targets`` checks y (numeric, finite, 1-D or 2-D; a column vector is flattened with
 scikit-learn's warning) and reshapes it to (n_samples, n_outputs) in the working dtype;
 ``_regression_loss`` names the loss (a subclass hook: NeuralNetRegressor also offers others);
-``_validation_score`` is the R² early stopping watches.  ``predict`` returns (n_samples,) for a
+``_score_outputs`` is the R² early stopping watches.  ``predict`` returns (n_samples,) for a
 single output, as scikit-learn does.  There is no label encoding, so ``_apply_class_weight`` and
-``_commit_targets`` do nothing.
+``_target_attributes`` do nothing.
 """
 import numpy as np
 
@@ -46,8 +46,16 @@ class _RegressorNN:
     def _apply_class_weight(self, sw, targets, incremental, dtype):
         return sw
 
-    def _commit_targets(self, targets):
-        pass
+    def _encode_validation_targets(self, y, targets, dtype):
+        """Validation targets (NeuralNetRegressor's ``y_val``) shaped as the training ones."""
+        enc = self._encode_targets(y, False, False, None, dtype)
+        if enc.n_outputs != targets.n_outputs:
+            raise ValueError(f"y_val has {enc.n_outputs} outputs, but y has "
+                             f"{targets.n_outputs}")
+        return enc.y
+
+    def _target_attributes(self, targets):
+        return {}
 
     def predict(self, X):
         """Predicted values, shape (n_samples,) or (n_samples, n_outputs)."""
@@ -55,10 +63,13 @@ class _RegressorNN:
         return P.ravel() if P.shape[1] == 1 else P
 
     def _validation_score(self, net, targets, X, y, sw):
-        P = net.predict(X)
+        return self._score_outputs(net.predict(X), targets, y, sw)
+
+    def _score_outputs(self, P, targets, y, sw):
+        """R² of the outputs P (NaN when they are not finite)."""
         if not np.isfinite(P).all():
             return float("nan")
-        return r2(y, P, sw)
+        return r2(y, P.reshape(P.shape[0], -1), sw)
 
     @available_if(lambda est: est._partial_fit_available())
     def partial_fit(self, X, y, sample_weight=None):
