@@ -1,32 +1,15 @@
 """The README's "Watching and steering training" snippet runs as written (in a temporary folder)."""
-import os
-import re
-import subprocess
-import sys
-
 import pytest
+
+from tests._readme import readme_snippet, run_snippet
 
 pytest.importorskip("sklearn.callback")
 pytest.importorskip("rich")
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def _snippet():
-    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
-        text = f.read()
-    section = text.split("## Watching and steering training", 1)[1].split("\n## ", 1)[0]
-    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
-
 
 def test_watching_and_steering_snippet(tmp_path):
-    import nnc
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        [os.path.dirname(os.path.dirname(nnc.__file__))]
-        + [p for p in [env.get("PYTHONPATH")] if p])
-    out = subprocess.run([sys.executable, "-c", _snippet() + "\nprint(best.n_iter_)\n"],
-                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    out = run_snippet(readme_snippet("Watching and steering training") + "\nprint(best.n_iter_)\n",
+                      tmp_path)
     assert out.returncode == 0, out.stderr
     assert "MLPClassifier - fit" in out.stdout and "100%" in out.stdout
     n_iter, loss, val_loss, val_score, saved_n_iter = out.stdout.split()[-5:]
