@@ -1,9 +1,6 @@
 """The callback protocol on nnc's estimators: which hooks run, how often, with what context and
 data; stopping from a callback; a failing callback keeps the previous model; Ctrl-C in a hook;
 the behaviour without scikit-learn (a subprocess that blocks it)."""
-import os
-import subprocess
-import sys
 import textwrap
 import warnings
 
@@ -13,6 +10,7 @@ import pytest
 from nnc import MLPClassifier, MLPRegressor, NeuralNetClassifier, NeuralNetRegressor
 from nnc._compat import ConvergenceWarning
 from nnc.layers import Dense, Dropout, ReLU
+from tests._snippets import run_snippet
 from tests.callbacks._recording import Recorder
 
 
@@ -214,10 +212,6 @@ _NO_SKLEARN = textwrap.dedent("""
 
 
 def test_nnc_callbacks_without_sklearn():
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    env = dict(os.environ)
-    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-    out = subprocess.run([sys.executable, "-c", _NO_SKLEARN], capture_output=True, text=True,
-                         env=env, timeout=300)
+    out = run_snippet(_NO_SKLEARN, cwd=None)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip().endswith("OK")

@@ -1,7 +1,7 @@
 """The README's "Watching and steering training" snippet runs as written (in a temporary folder)."""
 import pytest
 
-from tests._readme import readme_snippet, run_snippet
+from tests._snippets import readme_snippet, run_snippet
 
 pytest.importorskip("sklearn.callback")
 pytest.importorskip("rich")

@@ -1,9 +1,6 @@
 """KeyboardInterrupt, atomic fits (a failing fit leaves the previous model untouched),
 non-finite losses, pickling, and the estimators without scikit-learn installed."""
-import os
 import pickle
-import subprocess
-import sys
 import textwrap
 import warnings
 
@@ -13,6 +10,7 @@ import pytest
 from nnc import MLPClassifier, MLPRegressor, NeuralNetClassifier, NeuralNetRegressor, Sequential
 from nnc._compat import ConvergenceWarning
 from nnc._estimators._base import NonFiniteLossError
+from tests._snippets import run_snippet
 
 
 @pytest.fixture(autouse=True)
@@ -218,11 +216,7 @@ _NO_SKLEARN = textwrap.dedent("""
 
 
 def test_works_without_sklearn():
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    env = dict(os.environ)
-    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-    out = subprocess.run([sys.executable, "-c", _NO_SKLEARN], capture_output=True, text=True,
-                         env=env, timeout=300)
+    out = run_snippet(_NO_SKLEARN, cwd=None)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip().endswith("OK")
 

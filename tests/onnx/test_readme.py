@@ -3,7 +3,7 @@ import re
 
 import pytest
 
-from tests._readme import readme_snippet, run_snippet
+from tests._snippets import readme_snippet, run_snippet
 
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")

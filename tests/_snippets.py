@@ -1,4 +1,4 @@
-"""Run a README section's Python snippet exactly as written, in a fresh interpreter."""
+"""Run Python code (a README section's snippet, a script) in a fresh interpreter that imports this nnc."""
 import os
 import re
 import subprocess
