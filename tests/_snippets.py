@@ -1,4 +1,4 @@
-"""Run Python code (a README section's snippet, a script) in a fresh interpreter that imports this nnc."""
+"""Run Python code (a README snippet, a script) in a fresh interpreter that imports this nnc."""
 import os
 import re
 import subprocess
