@@ -73,3 +73,20 @@ def ratio_line(nnc, torch):
     return (f"ratio nnc / torch: min {a.min() / b.min():.2f}, median "
             f"{np.median(a) / np.median(b):.2f}, CPU time {ca / cb:.2f}  "
             f"(torch {torch['version']})")
+
+
+def torch_epoch(forward, opt, loss_fn, Xt, yt, batch, permutation):
+    """A PyTorch training epoch as ``epoch(n)``: the first n samples in ``permutation(n)``'s
+    order, in batches of ``batch``; ``forward(Xb)`` gives the logits; returns the mean loss."""
+    def epoch(n):
+        perm = permutation(n)
+        total = 0.0
+        for start in range(0, n, batch):
+            idx = perm[start:start + batch]
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn(forward(Xt[idx]), yt[idx])
+            loss.backward()
+            opt.step()
+            total += float(loss) * len(idx)
+        return total / n
+    return epoch

@@ -24,7 +24,8 @@ import json
 
 import numpy as np
 
-from _harness import cpu_time, limit_threads, maxrss_mb, ratio_line, spawn_worker, time_epochs
+from _harness import (cpu_time, limit_threads, maxrss_mb, ratio_line, spawn_worker, time_epochs,
+                      torch_epoch)
 
 BATCH = 64
 WARMUP_BATCHES = 20
@@ -143,17 +144,8 @@ def _run_torch(args):
     loss_fn = torch.nn.CrossEntropyLoss()
     rng = np.random.RandomState(1)
 
-    def epoch(n):
-        perm = torch.from_numpy(rng.permutation(n))
-        total = 0.0
-        for start in range(0, n, BATCH):
-            idx = perm[start:start + BATCH]
-            opt.zero_grad()
-            loss = loss_fn(net(Xt[idx]), yt[idx])
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(idx)
-        return total / n
+    epoch = torch_epoch(net, opt, loss_fn, Xt, yt, BATCH,
+                        lambda n: torch.from_numpy(rng.permutation(n)))
 
     rss_before = maxrss_mb()
     epoch(min(len(X), WARMUP_BATCHES * BATCH))

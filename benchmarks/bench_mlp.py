@@ -29,7 +29,7 @@ import sys
 import time
 import warnings
 
-from _harness import spawn_worker
+from _harness import spawn_worker, torch_epoch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 try:  # run from a source checkout without installing: the repository root holds nnc/
@@ -162,14 +162,10 @@ def _torch(w):
         n, B = X.shape[0], w["batch"]
         gen = torch.Generator().manual_seed(0)
         model.train()
+        epoch = torch_epoch(model, opt, loss_fn, Xt, yt, B,
+                            lambda m: torch.randperm(m, generator=gen))
         for _ in range(epochs):
-            perm = torch.randperm(n, generator=gen)
-            for start in range(0, n, B):
-                idx = perm[start:start + B]
-                opt.zero_grad(set_to_none=True)
-                loss = loss_fn(model(Xt[idx]), yt[idx])
-                loss.backward()
-                opt.step()
+            epoch(n)
         model.eval()
         return model
 

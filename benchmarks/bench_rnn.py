@@ -29,7 +29,7 @@ import time
 
 import numpy as np
 
-from _harness import cpu_time, limit_threads, ratio_line, spawn_worker, time_epochs
+from _harness import cpu_time, limit_threads, ratio_line, spawn_worker, time_epochs, torch_epoch
 
 BATCH = 64
 T, F, UNITS, N_CLASSES = 28, 28, 128, 10
@@ -169,18 +169,8 @@ def _run_torch(args):
     loss_fn = torch.nn.CrossEntropyLoss()
     rng = np.random.RandomState(1)
 
-    def epoch(n):
-        perm = torch.from_numpy(rng.permutation(n))
-        total = 0.0
-        for start in range(0, n, BATCH):
-            idx = perm[start:start + BATCH]
-            opt.zero_grad()
-            out, _ = rnn(Xt[idx])
-            loss = loss_fn(head(out[:, -1]), yt[idx])
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(idx)
-        return total / n
+    epoch = torch_epoch(lambda Xb: head(rnn(Xb)[0][:, -1]), opt, loss_fn, Xt, yt, BATCH,
+                        lambda n: torch.from_numpy(rng.permutation(n)))
 
     epoch(min(len(X), WARMUP_BATCHES * BATCH))
     out = time_epochs(lambda: epoch(len(X)), args.repeat)

@@ -38,7 +38,7 @@ import time
 
 import numpy as np
 
-from _harness import ROOT
+from _harness import ROOT, torch_epoch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -325,17 +325,8 @@ def _worker_torch(workload, n, epochs, repeat, threads, separate):
     yt = torch.from_numpy(np.asarray(y, dtype=np.int64))
     gen = torch.Generator().manual_seed(0)
 
-    def epoch(m):
-        perm = torch.randperm(m, generator=gen)
-        total = 0.0
-        for start in range(0, m, batch):
-            idx = perm[start:start + batch]
-            opt.zero_grad(set_to_none=True)
-            loss = loss_fn(model(Xt[idx]), yt[idx])
-            loss.backward()
-            opt.step()
-            total += float(loss) * len(idx)
-        return total / m
+    epoch = torch_epoch(model, opt, loss_fn, Xt, yt, batch,
+                        lambda m: torch.randperm(m, generator=gen))
 
     epoch(min(n, 20 * batch))
     if kind == "predict":
