@@ -185,6 +185,18 @@ def case_embedding_layernorm():
     return problems
 
 
+def case_batchnorm():
+    """BatchNorm in prediction mode reads the running statistics through its shadows' views."""
+    X, y = _digits_like((2, 5, 5))
+    est = nnc.NeuralNetClassifier(layers=[L.Conv2D(3, 3), L.BatchNorm(), L.ReLU(), L.Flatten(),
+                                          L.Dense(6), L.BatchNorm(), L.Sigmoid()],
+                                  max_epochs=2, batch_size=32, random_state=0)
+    problems = _estimator_case(est, X, y)
+    problems += _sequential_case([L.Dense(7), L.BatchNorm(affine=False), L.Tanh(), L.Dense(2)],
+                                 (5,), dtype="float32")
+    return problems
+
+
 # ------------------------------------------------------------------------- fits while predicting
 def _predict_during(train, est, X, refs):
     """Run train() in one thread while N_THREADS - 1 threads call est.predict_proba(X); every
@@ -245,7 +257,10 @@ def case_partial_fit_while_predicting():
     or after it, never a mix, and the training is exactly the serial one."""
     problems = []
     for make in (lambda: nnc.MLPClassifier((12,), random_state=0),
-                 lambda: nnc.NeuralNetClassifier(layers=[L.LSTM(6)], random_state=0)):
+                 lambda: nnc.NeuralNetClassifier(layers=[L.LSTM(6)], random_state=0),
+                 # training updates BatchNorm's running statistics in place too
+                 lambda: nnc.NeuralNetClassifier(layers=[L.BatchNorm(), L.Flatten(), L.Dense(6),
+                                                         L.BatchNorm()], random_state=0)):
         X, y = _digits_like((6,) if "MLP" in repr(make()) else (5, 3), seed=3)
         classes = np.unique(y)
         serial = make().partial_fit(X, y, classes=classes)
@@ -359,6 +374,13 @@ def case_interleave_conv_pool():
 
 def case_interleave_layernorm():
     return _interleave([L.Dense(7), L.LayerNorm()], [L.Dense(2)], (5,))
+
+
+def case_interleave_batchnorm():
+    problems = _interleave([L.Dense(7), L.BatchNorm()], [L.BatchNorm(), L.Dense(2)], (5,))
+    problems += _interleave([L.Conv2D(2, 2), L.BatchNorm()], [L.Flatten(), L.Dense(2)],
+                            (2, 4, 4))
+    return problems
 
 
 def case_interleave_recurrent():

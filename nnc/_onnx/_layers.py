@@ -25,7 +25,8 @@ from collections import namedtuple
 
 import numpy as np
 
-from nnc.layers import (AvgPool2D, Bidirectional, Conv1D, Conv2D, Dense, Dropout, Embedding,
+from nnc.layers import (AvgPool2D, BatchNorm, Bidirectional, Conv1D, Conv2D, Dense, Dropout,
+                        Embedding,
                         Flatten, GRU, Identity, LayerNorm, LeakyReLU, LSTM, MaxPool2D, ReLU,
                         Sigmoid, SimpleRNN, Tanh)
 
@@ -340,6 +341,27 @@ def _layer_norm(g, layer, x):
     rstd = g.op("Div", [g.const(1.0, "one"), std], "ln_rstd")
     y = g.op("Mul", [d, g.op("Mul", [rstd, g.const(gamma, "ln_gamma")], "ln_scale")], "ln_scaled")
     return g.op("Add", [y, g.const(beta, "ln_beta")], "layer_norm")
+
+
+@register(BatchNorm)
+def _batch_norm(g, layer, x):
+    """Prediction mode (running statistics).  float32: ONNX's BatchNormalization; float64 (its
+    epsilon attribute is a 32-bit float): y = (x - running_mean) a + beta with
+    a = gamma / sqrt(running_var + eps) computed here in float64, as the kernel computes it."""
+    cfg = layer.get_config()
+    weights = layer.get_weights()
+    mean, var = weights[-2], weights[-1]
+    C = mean.shape[0]
+    gamma, beta = (weights[0], weights[1]) if cfg["affine"] else (np.ones(C), np.zeros(C))
+    if g.dtype == np.float32:
+        return g.op("BatchNormalization", [x, g.const(gamma, "bn_gamma"), g.const(beta, "bn_beta"),
+                                           g.const(mean, "bn_mean"), g.const(var, "bn_var")],
+                    "batch_norm", epsilon=cfg["eps"])
+    channel = (C,) + (1,) * (len(layer.input_shape) - 1)     # broadcast over the positions
+    a = gamma * (1.0 / np.sqrt(var + cfg["eps"]))
+    d = g.op("Sub", [x, g.const(mean.reshape(channel), "bn_mean")], "bn_centred")
+    y = g.op("Mul", [d, g.const(a.reshape(channel), "bn_scale")], "bn_scaled")
+    return g.op("Add", [y, g.const(beta.reshape(channel), "bn_beta")], "batch_norm")
 
 
 @register(Embedding, input_dtype=lambda layer, dtype: np.int64)

@@ -29,6 +29,7 @@ EXAMPLES = {
     "GRU": (lambda: L.GRU(3), (5, 2)),
     "Bidirectional": (lambda: L.Bidirectional(L.GRU(3)), (5, 2)),
     "LayerNorm": (lambda: L.LayerNorm(eps=1e-3), (3, 4)),
+    "BatchNorm": (lambda: L.BatchNorm(momentum=0.2), (2, 3, 3)),
     "Embedding": (lambda: L.Embedding(6, 3, padding_idx=0), (4,)),
 }
 
