@@ -142,6 +142,22 @@ def case_conv2d_avgpool():
                              L.Flatten(), L.Dense(4)], (3, 5, 7))
 
 
+def case_pool_padding_1d_global():
+    """Padded 2-D pools, 1-D pools and global pools (argmax workspaces in the shadows)."""
+    problems = _sequential_case([L.MaxPool2D(3, stride=2, padding=1),
+                                 L.AvgPool2D(2, stride=1, padding=1, count_include_pad=False),
+                                 L.GlobalMaxPool(), L.Dense(3)], (2, 6, 5))
+    problems += _sequential_case([L.Conv1D(3, 3), L.MaxPool1D(2, padding=1), L.AvgPool1D(3, 1, 1),
+                                  L.GlobalAvgPool("channels_first"), L.Dense(2)], (2, 11),
+                                 dtype="float32")
+    rng = np.random.RandomState(0)
+    X = rng.randint(0, 9, (200, 7))
+    y = (X[:, 0] > X[:, 1]).astype(int)
+    est = nnc.NeuralNetClassifier(layers=[L.Embedding(9, 4), L.GlobalMaxPool("channels_last"),
+                                          L.Dense(6)], max_epochs=2, random_state=0)
+    return problems + _estimator_case(est, X, y)
+
+
 def case_simple_rnn():
     return _sequential_case([L.SimpleRNN(6, return_sequences=True), L.Flatten(), L.Dense(3)],
                             (7, 4))
@@ -369,6 +385,10 @@ def case_interleave_conv_pool():
     problems += _interleave([L.Conv2D(3, 2), L.AvgPool2D(2)], [L.Flatten(), L.Dense(2)],
                             (2, 5, 5))
     problems += _interleave([L.Conv1D(4, 3, stride=2), L.Flatten()], [L.Dense(2)], (3, 11))
+    problems += _interleave([L.MaxPool1D(3, 2, 1), L.GlobalMaxPool("channels_last")],
+                            [L.Dense(2)], (4, 9))
+    problems += _interleave([L.AvgPool2D(3, 1, 1, count_include_pad=False), L.GlobalAvgPool()],
+                            [L.Dense(2)], (2, 5, 5))
     return problems
 
 

@@ -568,6 +568,13 @@ _BODIES = {
     "conv2d": (lambda: [L.Conv2D(3, 3, padding=1), L.ReLU(), L.MaxPool2D(2),
                         L.Conv2D(2, 2), L.AvgPool2D(2), L.Flatten(), L.Dropout(0.2)],
                _images),
+    "pools": (lambda: [L.MaxPool2D(3, stride=1, padding=1),
+                       L.AvgPool2D(2, padding=1, count_include_pad=False), L.GlobalMaxPool(),
+                       L.Dense(3)],
+              _images),
+    "conv1d_pools": (lambda: [L.Conv1D(3, 2, padding=1), L.MaxPool1D(2, padding=1),
+                              L.AvgPool1D(3, 1, 1), L.GlobalAvgPool("channels_first")],
+                     _sequences),
     "conv1d": (lambda: [L.Conv1D(3, 2), L.BatchNorm(momentum=0.3), L.Tanh(), L.Flatten(),
                         L.Dropout(0.25, random_state=5), L.Dense(4)],
                _sequences),
@@ -578,6 +585,8 @@ _BODIES = {
     "tokens": (lambda: [L.Embedding(7, 3, padding_idx=0), L.LayerNorm(), L.Flatten(),
                         L.Dense(4)],
                _tokens),
+    "tokens_pooled": (lambda: [L.Embedding(7, 3), L.GlobalAvgPool("channels_last"), L.Dense(4)],
+                      _tokens),
 }
 
 

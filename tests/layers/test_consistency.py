@@ -31,6 +31,10 @@ EXAMPLES = {
     "LayerNorm": (lambda: L.LayerNorm(eps=1e-3), (3, 4)),
     "BatchNorm": (lambda: L.BatchNorm(momentum=0.2), (2, 3, 3)),
     "Embedding": (lambda: L.Embedding(6, 3, padding_idx=0), (4,)),
+    "MaxPool1D": (lambda: L.MaxPool1D(3, 2, padding=1), (2, 7)),
+    "AvgPool1D": (lambda: L.AvgPool1D(2, padding=1, count_include_pad=False), (2, 7)),
+    "GlobalAvgPool": (lambda: L.GlobalAvgPool(), (2, 3, 4)),
+    "GlobalMaxPool": (lambda: L.GlobalMaxPool("channels_last"), (5, 3)),
 }
 
 
