@@ -554,6 +554,12 @@ def _images(n=24, seed=0):
     return X, (X[:, 0, :3].mean(axis=(1, 2)) > X[:, 0, 3:].mean(axis=(1, 2))).astype(int)
 
 
+def _tokens(n=24, T=5, seed=0):
+    rng = np.random.RandomState(seed)
+    X = rng.randint(0, 7, (n, T))
+    return X, (X == 3).any(axis=1).astype(int)
+
+
 # every layer class of nnc.layers appears in one of these bodies (checked below)
 _BODIES = {
     "dense": (lambda: [L.Dense(6), L.Identity(), L.Dense(6), L.ReLU(), L.Dropout(0.3),
@@ -562,13 +568,25 @@ _BODIES = {
     "conv2d": (lambda: [L.Conv2D(3, 3, padding=1), L.ReLU(), L.MaxPool2D(2),
                         L.Conv2D(2, 2), L.AvgPool2D(2), L.Flatten(), L.Dropout(0.2)],
                _images),
-    "conv1d": (lambda: [L.Conv1D(3, 2), L.Tanh(), L.Flatten(), L.Dropout(0.25, random_state=5),
-                        L.Dense(4)],
+    "pools": (lambda: [L.MaxPool2D(3, stride=1, padding=1),
+                       L.AvgPool2D(2, padding=1, count_include_pad=False), L.GlobalMaxPool(),
+                       L.Dense(3)],
+              _images),
+    "conv1d_pools": (lambda: [L.Conv1D(3, 2, padding=1), L.MaxPool1D(2, padding=1),
+                              L.AvgPool1D(3, 1, 1), L.GlobalAvgPool("channels_first")],
+                     _sequences),
+    "conv1d": (lambda: [L.Conv1D(3, 2), L.BatchNorm(momentum=0.3), L.Tanh(), L.Flatten(),
+                        L.Dropout(0.25, random_state=5), L.Dense(4)],
                _sequences),
     "recurrent": (lambda: [L.LSTM(4, return_sequences=True), L.Dropout(0.3),
                            L.Bidirectional(L.GRU(3, return_sequences=True), merge="sum"),
                            L.SimpleRNN(3)],
                   _sequences),
+    "tokens": (lambda: [L.Embedding(7, 3, padding_idx=0), L.LayerNorm(), L.Flatten(),
+                        L.Dense(4)],
+               _tokens),
+    "tokens_pooled": (lambda: [L.Embedding(7, 3), L.GlobalAvgPool("channels_last"), L.Dense(4)],
+                      _tokens),
 }
 
 

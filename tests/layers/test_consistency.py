@@ -28,6 +28,13 @@ EXAMPLES = {
     "LSTM": (lambda: L.LSTM(3, return_sequences=True), (5, 2)),
     "GRU": (lambda: L.GRU(3), (5, 2)),
     "Bidirectional": (lambda: L.Bidirectional(L.GRU(3)), (5, 2)),
+    "LayerNorm": (lambda: L.LayerNorm(eps=1e-3), (3, 4)),
+    "BatchNorm": (lambda: L.BatchNorm(momentum=0.2), (2, 3, 3)),
+    "Embedding": (lambda: L.Embedding(6, 3, padding_idx=0), (4,)),
+    "MaxPool1D": (lambda: L.MaxPool1D(3, 2, padding=1), (2, 7)),
+    "AvgPool1D": (lambda: L.AvgPool1D(2, padding=1, count_include_pad=False), (2, 7)),
+    "GlobalAvgPool": (lambda: L.GlobalAvgPool(), (2, 3, 4)),
+    "GlobalMaxPool": (lambda: L.GlobalMaxPool("channels_last"), (5, 3)),
 }
 
 
@@ -66,7 +73,9 @@ def test_config_round_trip_and_pickle(name):
     from nnc import Sequential
     net = Sequential([make(), L.Flatten(), L.Dense(2)] if name != "Flatten" else
                      [make(), L.Dense(2)], loss="mse", input_shape=shape, random_state=0)
-    X = np.random.RandomState(0).standard_normal((3,) + shape)
+    rng = np.random.RandomState(0)
+    X = (rng.randint(0, layer.n_tokens, (3,) + shape) if layer.input_kind == "ids"
+         else rng.standard_normal((3,) + shape))
     out = net.forward(X)
     again = pickle.loads(pickle.dumps(net))
     np.testing.assert_array_equal(again.forward(X), out)
