@@ -34,7 +34,8 @@ from nnc.layers._base import Layer, _checked_size, _forward_layers
 from nnc.layers._dense import Dense
 from nnc.layers._activations import _Activation, Sigmoid
 from nnc.losses import get_loss
-from nnc._validation import check_input, check_sample_weight, not_a_layer_error, resolve_dtype
+from nnc._validation import (check_ids, check_input, check_sample_weight, not_a_layer_error,
+                             resolve_dtype)
 
 from nnc import _mlp_fast
 from nnc._trainer import run_epoch
@@ -204,6 +205,9 @@ class Sequential:
         _checked_size(input_shape, "input_shape: a sample")
         shape = input_shape
         for i, layer in enumerate(self.layers):
+            if i > 0 and layer.input_kind == "ids":
+                raise ValueError(f"layers[{i}] ({type(layer).__name__}) reads integer token ids, "
+                                 "so it must be the first layer of the network")
             if isinstance(layer, Dense) and layer.init_factor is None:
                 nxt = self.layers[i + 1] if i + 1 < len(self.layers) else None
                 layer._auto_factor = 2.0 if isinstance(nxt, Sigmoid) else 6.0
@@ -289,8 +293,17 @@ class Sequential:
                     self.build(tuple(arr.shape[1:]))
 
     # ------------------------------------------------------------------ validation
+    @property
+    def input_kind(self):
+        """What X holds: "float" (converted to the network dtype) or "ids" (int64 token ids, when
+        the first layer reads them, e.g. Embedding)."""
+        return self.layers[0].input_kind
+
     def _check_X(self, X):
         self._check_built(X)
+        first = self.layers[0]
+        if first.input_kind == "ids":
+            return check_ids(X, first.n_tokens, self.input_shape, reader=type(first).__name__)
         return check_input(X, self.dtype, self.input_shape)
 
     def _check_y(self, y, n):

@@ -120,6 +120,71 @@ def check_input(X, dtype, sample_shape=None, name="X", allow_2d_flat=True, min_s
     return out
 
 
+def _index(flat, shape):
+    """The index tuple (plain ints) of flat position `flat` in an array of `shape`."""
+    return tuple(int(i) for i in np.unravel_index(flat, shape))
+
+
+def check_ids(X, n_tokens, sample_shape=None, name="X", allow_2d_flat=True, min_samples=1,
+              reader="Embedding"):
+    """Validate token ids for a network whose first layer reads ids (``input_kind = "ids"``) and
+    return a C-contiguous int64 array (n, *sample_shape); X is never converted to floats.
+
+    Integer X is taken as it is.  Float X is accepted when every value is a whole number (what
+    scikit-learn's encoders and pandas produce), any other value is a ValueError; booleans,
+    strings and complex numbers are refused.  Every id must lie in [0, n_tokens): a ValueError
+    names the first one that does not and where it is."""
+    if (type(X) is np.ndarray and X.dtype == np.int64 and X.shape[1:] == sample_shape
+            and X.ndim >= 2 and X.shape[0] >= min_samples and X.size and X.flags.c_contiguous):
+        arr = X
+    else:
+        arr = _to_numeric_array(X, name)
+        if arr.dtype.kind == "b":
+            raise TypeError(f"{name} holds booleans, but the first layer ({reader}) reads integer "
+                            "token ids")
+        if arr.ndim < 2:
+            raise ValueError(f"Expected 2D array, got {arr.ndim}D array instead: {name} holds "
+                             f"token ids, one row of shape {sample_shape or '(T,)'} per sample "
+                             "(reshape a single sequence with ids.reshape(1, -1))")
+        n = arr.shape[0]
+        if n < min_samples:
+            raise ValueError(f"Found array with {n} sample(s) (shape={arr.shape}) while a minimum "
+                             f"of {min_samples} is required.")
+        if arr.ndim == 2 and arr.shape[1] == 0:
+            raise ValueError(f"Found array with 0 feature(s) (shape={arr.shape}) while a minimum "
+                             "of 1 is required.")
+        if sample_shape is not None:
+            sample_shape = tuple(int(s) for s in sample_shape)
+            if tuple(arr.shape[1:]) != sample_shape:
+                size = int(np.prod(sample_shape))
+                if allow_2d_flat and arr.ndim == 2 and arr.shape[1] == size:
+                    arr = arr.reshape((n,) + sample_shape)
+                else:
+                    raise ValueError(f"{name} has sample shape {tuple(arr.shape[1:])}, but this "
+                                     f"model expects token ids of shape {sample_shape}.")
+        if arr.dtype.kind == "f":
+            if not _all_finite(np.ascontiguousarray(arr)):
+                raise ValueError(f"Input {name} contains NaN or infinity, but the first layer "
+                                 f"({reader}) reads integer token ids.")
+            whole = np.floor(arr) == arr
+            if not whole.all():
+                at = _index(int(np.argmin(whole)), arr.shape)
+                raise ValueError(f"{name}[{', '.join(map(str, at))}] = {float(arr[at])!r} is not a "
+                                 f"whole number: the first layer ({reader}) reads integer token "
+                                 "ids (convert X with X.astype(int) if the fractions are meant "
+                                 "to go)")
+    lo, hi = arr.min(), arr.max()
+    if lo < 0 or hi >= n_tokens:
+        bad = (arr < 0) | (arr >= n_tokens)
+        at = _index(int(np.argmax(bad)), arr.shape)
+        value = arr[at]
+        value = int(value) if float(value).is_integer() else float(value)
+        raise ValueError(f"{name}[{', '.join(map(str, at))}] = {value} is not a valid token id: "
+                         f"the first layer ({reader}) has n_tokens={n_tokens}, so ids must lie "
+                         f"in [0, {n_tokens - 1}]")
+    return np.ascontiguousarray(arr, dtype=np.int64)
+
+
 def check_finite(arr, name):
     """ValueError naming `name` when the float array `arr` holds NaN or infinity."""
     if arr.dtype.kind == "f" and not _all_finite(arr):

@@ -167,6 +167,24 @@ def case_bidirectional():
     return problems
 
 
+def case_embedding_layernorm():
+    """Integer token ids through Embedding (+ LayerNorm), on an estimator and a Sequential."""
+    rng = np.random.RandomState(0)
+    X = rng.randint(0, 9, (200, 6))
+    y = (X[:, 0] > X[:, 1]).astype(int) + (X[:, 2] > 6)
+    est = nnc.NeuralNetClassifier(layers=[L.Embedding(9, 4, padding_idx=0), L.LayerNorm(),
+                                          L.Flatten(), L.Dense(8)],
+                                  max_epochs=2, random_state=0)
+    problems = _estimator_case(est, X, y)
+    net = nnc.Sequential([L.Embedding(9, 5), L.GRU(4), L.LayerNorm(), L.Dense(3)],
+                         input_shape=(6,), dtype="float32", random_state=0)
+    made = _count_shadows()
+    problems += _hammer([("Sequential.predict", net.predict, X)])
+    if made[0] > N_THREADS:
+        problems.append(f"{made[0]} shadow stacks for {N_THREADS} threads")
+    return problems
+
+
 # ------------------------------------------------------------------------- fits while predicting
 def _predict_during(train, est, X, refs):
     """Run train() in one thread while N_THREADS - 1 threads call est.predict_proba(X); every
@@ -337,6 +355,10 @@ def case_interleave_conv_pool():
                             (2, 5, 5))
     problems += _interleave([L.Conv1D(4, 3, stride=2), L.Flatten()], [L.Dense(2)], (3, 11))
     return problems
+
+
+def case_interleave_layernorm():
+    return _interleave([L.Dense(7), L.LayerNorm()], [L.Dense(2)], (5,))
 
 
 def case_interleave_recurrent():

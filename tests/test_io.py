@@ -554,6 +554,12 @@ def _images(n=24, seed=0):
     return X, (X[:, 0, :3].mean(axis=(1, 2)) > X[:, 0, 3:].mean(axis=(1, 2))).astype(int)
 
 
+def _tokens(n=24, T=5, seed=0):
+    rng = np.random.RandomState(seed)
+    X = rng.randint(0, 7, (n, T))
+    return X, (X == 3).any(axis=1).astype(int)
+
+
 # every layer class of nnc.layers appears in one of these bodies (checked below)
 _BODIES = {
     "dense": (lambda: [L.Dense(6), L.Identity(), L.Dense(6), L.ReLU(), L.Dropout(0.3),
@@ -569,6 +575,9 @@ _BODIES = {
                            L.Bidirectional(L.GRU(3, return_sequences=True), merge="sum"),
                            L.SimpleRNN(3)],
                   _sequences),
+    "tokens": (lambda: [L.Embedding(7, 3, padding_idx=0), L.LayerNorm(), L.Flatten(),
+                        L.Dense(4)],
+               _tokens),
 }
 
 

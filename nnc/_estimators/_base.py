@@ -232,7 +232,7 @@ class BaseNeuralNet(SaveMixin, _InputValidation, BaseEstimator):
         # -- validation (nothing in self changes before training succeeded)
         X, feature_names = self._validate_X(X, reset=not warm,
                                             dtype=self.network_.dtype if warm else None)
-        dtype = X.dtype
+        dtype = self._work_dtype(X, warm)      # X's own, or the network's for token ids
         n = X.shape[0]
         targets = self._encode_targets(y, warm, incremental, classes, dtype)
         if targets.y.shape[0] != n:

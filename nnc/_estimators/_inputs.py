@@ -19,7 +19,7 @@ import numpy as np
 
 from nnc._compat import DataConversionWarning
 from nnc._estimators._params import _param_error
-from nnc._validation import check_input, check_sample_weight
+from nnc._validation import check_ids, check_input, check_sample_weight
 
 
 def _feature_names(X):
@@ -116,8 +116,11 @@ class _Targets:
 class _InputValidation:
     """X validation and the working dtype (mixed into BaseNeuralNet).
 
-    Hooks: ``_accepts_nd_input`` (NeuralNet*: images, sequences) and ``_input_shape_param``
-    (the ``input_shape`` parameter, or None)."""
+    Hooks: ``_accepts_nd_input`` (NeuralNet*: images, sequences), ``_input_shape_param``
+    (the ``input_shape`` parameter, or None) and ``_first_layer`` (the layer that reads X, or
+    None).  When that layer reads token ids (``input_kind == "ids"``: Embedding), X is validated
+    as int64 ids (``check_ids``), never converted to floats, and the working dtype comes from the
+    ``dtype`` parameter alone (float64 for None)."""
 
     def _resolve_dtype(self, arr):
         """The working dtype for a fresh fit on array `arr`."""
@@ -147,6 +150,8 @@ class _InputValidation:
         if not reset:
             self._check_feature_names(names)
         arr = _as_array(X)
+        first = self._first_layer(reset)
+        ids = first is not None and first.input_kind == "ids"
         if dtype is None:
             dtype = self._resolve_dtype(arr)
         name = type(self).__name__
@@ -168,11 +173,31 @@ class _InputValidation:
             if arr.shape[1] != size and arr.shape[0] > 0:
                 raise ValueError(f"X has {arr.shape[1]} features, but {name} is expecting "
                                  f"{size} features as input.")
-        X = check_input(arr, dtype, sample_shape)
+        if ids:
+            X = check_ids(arr, first.n_tokens, sample_shape, reader=type(first).__name__)
+        else:
+            X = check_input(arr, dtype, sample_shape)
         return X, names
+
+    def _work_dtype(self, X, warm):
+        """The network dtype for a fit on validated X: X's own dtype for float X; for token ids
+        the fitted network's (warm) or the ``dtype`` parameter's (float64 for None)."""
+        if X.dtype.kind == "f":
+            return X.dtype
+        if warm:
+            return self.network_.dtype
+        dtype = self._dtype_param()
+        return np.dtype(np.float64) if dtype is None else dtype
 
     def _accepts_nd_input(self):
         return False
+
+    def _first_layer(self, reset):
+        """The layer that reads X: the fitted network's first (not `reset`) or the one the next
+        fit will build first; None when it is a Dense of an MLP (reads floats)."""
+        if not reset:
+            return self.network_.layers[0]
+        return None
 
     def _input_shape_param(self):
         return None

@@ -72,6 +72,11 @@ class _BaseNeuralNet(BaseNeuralNet):
     def _accepts_nd_input(self):
         return True
 
+    def _first_layer(self, reset):
+        if not reset:
+            return self.network_.layers[0]
+        return self._body()[0]
+
     def _max_iter(self):
         return self.max_epochs
 

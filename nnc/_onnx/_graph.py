@@ -165,6 +165,13 @@ class Graph:
     def unsqueeze(self, x, axes, hint="unsqueeze"):
         return self.op("Unsqueeze", [x, self.ints(axes)], hint)
 
+    def reduce(self, op_type, x, axes, hint=None, keepdims=0):
+        """ReduceMean / ReduceMax / ... over `axes`: an attribute before opset 18, an input from
+        18 on (ReduceSum takes it as an input since 13)."""
+        if op_type == "ReduceSum" or self.opset >= 18:
+            return self.op(op_type, [x, self.ints(axes)], hint, keepdims=keepdims)
+        return self.op(op_type, [x], hint, axes=list(axes), keepdims=keepdims)
+
     def reshape(self, x, shape, hint="reshape"):
         return self.op("Reshape", [x, self.ints(shape)], hint)
 

@@ -25,8 +25,9 @@ from collections import namedtuple
 
 import numpy as np
 
-from nnc.layers import (AvgPool2D, Bidirectional, Conv1D, Conv2D, Dense, Dropout, Flatten, GRU,
-                        Identity, LeakyReLU, LSTM, MaxPool2D, ReLU, Sigmoid, SimpleRNN, Tanh)
+from nnc.layers import (AvgPool2D, Bidirectional, Conv1D, Conv2D, Dense, Dropout, Embedding,
+                        Flatten, GRU, Identity, LayerNorm, LeakyReLU, LSTM, MaxPool2D, ReLU,
+                        Sigmoid, SimpleRNN, Tanh)
 
 LayerExporter = namedtuple("LayerExporter", ["export", "input_dtype"])
 
@@ -312,3 +313,37 @@ def _bidirectional(g, layer, x):
     if merge == "ave":
         y = g.op("Mul", [y, g.const(0.5, "half")], "bidirectional")
     return y
+
+
+# --------------------------------------------------------------------------- normalization, embedding
+@register(LayerNorm)
+def _layer_norm(g, layer, x):
+    """ONNX's LayerNormalization (opset >= 17) in float32; in float64 (its epsilon attribute is a
+    32-bit float) and for older opsets the same formula in plain operators, eps a constant of the
+    graph dtype: y = (x - mean) (1 / sqrt(var + eps)) gamma + beta over the trailing axes."""
+    cfg = layer.get_config()
+    shape = layer.input_shape
+    k = 1 if cfg["normalized_shape"] is None else len(cfg["normalized_shape"])
+    norm_shape = shape[len(shape) - k:]
+    if cfg["elementwise_affine"]:
+        gamma, beta = layer.get_weights()
+    else:
+        gamma, beta = np.ones(norm_shape), np.zeros(norm_shape)
+    if g.dtype == np.float32 and g.opset >= 17:
+        return g.op("LayerNormalization", [x, g.const(gamma, "ln_gamma"), g.const(beta, "ln_beta")],
+                    "layer_norm", axis=-k, epsilon=cfg["eps"])
+    axes = list(range(-k, 0))
+    mean = g.reduce("ReduceMean", x, axes, "ln_mean", keepdims=1)
+    d = g.op("Sub", [x, mean], "ln_centred")
+    var = g.reduce("ReduceMean", g.op("Mul", [d, d], "ln_sq"), axes, "ln_var", keepdims=1)
+    std = g.op("Sqrt", [g.op("Add", [var, g.const(cfg["eps"], "ln_eps")], "ln_var_eps")], "ln_std")
+    rstd = g.op("Div", [g.const(1.0, "one"), std], "ln_rstd")
+    y = g.op("Mul", [d, g.op("Mul", [rstd, g.const(gamma, "ln_gamma")], "ln_scale")], "ln_scaled")
+    return g.op("Add", [y, g.const(beta, "ln_beta")], "layer_norm")
+
+
+@register(Embedding, input_dtype=lambda layer, dtype: np.int64)
+def _embedding(g, layer, x):
+    """Gather the rows of the table by the int64 ids: (n, *S) -> (n, *S, dim)."""
+    (W,) = layer.get_weights()
+    return g.op("Gather", [g.const(W, "embedding_W"), x], "embedding", axis=0)

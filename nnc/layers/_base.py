@@ -27,6 +27,11 @@ The network calls ``_forward`` / ``_backward`` directly on arrays it has validat
 built and allocated, a C-contiguous ndarray of the right dtype and shape, backward after a forward of
 the same batch -- and raise TypeError / ValueError / RuntimeError saying what is wrong.
 
+Inputs.  A layer reads floats of the network dtype, unless it declares ``input_kind = "ids"``
+(Embedding): it then reads int64 token ids, must come first in a network, and has ``n_tokens``
+(ids lie in [0, n_tokens)); the network and the estimators validate X as ids
+(``nnc._validation.check_ids``) and never convert it to floats.
+
 Activation-like layers set ``inplace_capable = True``: the network may then let them overwrite their
 input buffer (when that buffer is a workspace of a previous layer that does not need its output).
 
@@ -121,6 +126,8 @@ class Layer(abc.ABC):
 
     #: True when backward can run with the output buffer overwritten by the next layer in place.
     inplace_capable = False
+    #: what forward reads: "float" (the network dtype) or "ids" (int64 token ids; first layer only)
+    input_kind = "float"
     #: True when the layer reads the sequence mask of its input (``self._cache_mask``)
     takes_mask = False
     #: True when the output keeps the input's positions along the first sample axis, and so its
@@ -210,13 +217,16 @@ class Layer(abc.ABC):
         """Validate the array of a public forward/backward call; return its number of rows."""
         self._check_built(method)
         name = type(self).__name__
+        dtype = np.dtype(np.int64) if (method == "forward" and self.input_kind == "ids") \
+            else self.dtype
         if not isinstance(A, np.ndarray):
             raise TypeError(f"{name}.{method}: {what} must be a numpy.ndarray, got "
                             f"{type(A).__name__} (convert it with np.asarray(..., "
-                            f"dtype='{self.dtype.name}'))")
-        if A.dtype != self.dtype:
-            raise ValueError(f"{name}.{method}: {what} has dtype {A.dtype}, the layer computes "
-                             f"in {self.dtype.name}")
+                            f"dtype='{dtype.name}'))")
+        if A.dtype != dtype:
+            raise ValueError(f"{name}.{method}: {what} has dtype {A.dtype}, the layer "
+                             + (f"reads {dtype.name} token ids" if dtype != self.dtype else
+                                f"computes in {self.dtype.name}"))
         if A.ndim != 1 + len(shape) or A.shape[1:] != tuple(shape):
             raise ValueError(f"{name}.{method}: {what} must have shape (n, "
                              f"{', '.join(map(str, shape))}), got {A.shape}")
@@ -325,6 +335,11 @@ class Layer(abc.ABC):
             arrays.append(w)
         for view, w in zip(self.params, arrays):
             view[...] = w
+
+    def _check_param_values(self):
+        """Raise ValueError when the values in the bound parameter views are invalid for this
+        layer beyond finiteness (BatchNorm: a negative running variance).  Model files call it
+        after loading the weights; nothing to check for most layers."""
 
     # -- description -------------------------------------------------------------------------
     def get_config(self):

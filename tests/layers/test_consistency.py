@@ -28,6 +28,8 @@ EXAMPLES = {
     "LSTM": (lambda: L.LSTM(3, return_sequences=True), (5, 2)),
     "GRU": (lambda: L.GRU(3), (5, 2)),
     "Bidirectional": (lambda: L.Bidirectional(L.GRU(3)), (5, 2)),
+    "LayerNorm": (lambda: L.LayerNorm(eps=1e-3), (3, 4)),
+    "Embedding": (lambda: L.Embedding(6, 3, padding_idx=0), (4,)),
 }
 
 
@@ -66,7 +68,9 @@ def test_config_round_trip_and_pickle(name):
     from nnc import Sequential
     net = Sequential([make(), L.Flatten(), L.Dense(2)] if name != "Flatten" else
                      [make(), L.Dense(2)], loss="mse", input_shape=shape, random_state=0)
-    X = np.random.RandomState(0).standard_normal((3,) + shape)
+    rng = np.random.RandomState(0)
+    X = (rng.randint(0, layer.n_tokens, (3,) + shape) if layer.input_kind == "ids"
+         else rng.standard_normal((3,) + shape))
     out = net.forward(X)
     again = pickle.loads(pickle.dumps(net))
     np.testing.assert_array_equal(again.forward(X), out)

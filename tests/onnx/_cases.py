@@ -40,6 +40,12 @@ CASES = {
     "rnn_stack": (lambda: [L.LSTM(4, return_sequences=True),
                            L.Bidirectional(L.GRU(3, return_sequences=True), merge="concat"),
                            L.SimpleRNN(3), L.Dense(2)], (5, 3), "softmax_cross_entropy"),
+    "layer_norm": (lambda: [L.LayerNorm()], (3, 5), "mse"),
+    "layer_norm_2d_plain": (lambda: [L.LayerNorm((3, 4), eps=1e-3, elementwise_affine=False)],
+                            (2, 3, 4), "mse"),
+    "embedding": (lambda: [L.Embedding(11, 4)], (6,), "mse"),
+    "embedding_stack": (lambda: [L.Embedding(9, 5, padding_idx=0), L.LayerNorm(), L.GRU(3),
+                                 L.Dense(2)], (7,), "softmax_cross_entropy"),
 }
 for _name, _cls in _RNNS.items():
     for _seq in (False, True):

@@ -28,11 +28,24 @@ def run_onnx(model, X):
 
 
 def random_network(case, dtype, seed=0):
+    """The case's network with random weights (biases too; BatchNorm's running variances drawn
+    positive)."""
     make, shape, loss = CASES[case]
     net = Sequential(make(), loss=loss, input_shape=shape, dtype=dtype, random_state=seed)
     rng = np.random.RandomState(seed + 1)
-    net.set_weights([[rng.uniform(-0.6, 0.6, w.shape) for w in ws] for ws in net.get_weights()])
+    net.set_weights([[rng.uniform(0.4, 1.6, spec.shape) if spec.name == "running_var" else
+                      rng.uniform(-0.6, 0.6, spec.shape) for spec in layer.param_specs()]
+                     for layer in net.layers if layer.param_specs()])
     return net
+
+
+def random_input(net, n, seed):
+    """n samples for `net`: standard normal floats, or token ids when the first layer reads
+    them."""
+    rng = np.random.RandomState(seed)
+    if net.input_kind == "ids":
+        return rng.randint(0, net.layers[0].n_tokens, (n,) + net.input_shape).astype(np.int64)
+    return rng.standard_normal((n,) + net.input_shape).astype(net.dtype)
 
 
 def _routes():
@@ -47,7 +60,7 @@ def _routes():
 @pytest.mark.parametrize("case, dtype, decompose", list(_routes()))
 def test_layer_parity(case, dtype, decompose):
     net = random_network(case, dtype)
-    X = np.random.RandomState(2).standard_normal((6,) + net.input_shape).astype(dtype)
+    X = random_input(net, 6, 2)
     model = _to_onnx(net, _force_decompose=decompose)
     onnx.checker.check_model(model, full_check=True)
     (out,) = run_onnx(model, X)
