@@ -16,10 +16,10 @@ from nnc.layers._recurrent import SimpleRNN, LSTM, GRU, Bidirectional
 from nnc.layers._norm import LayerNorm
 from nnc.layers._embedding import Embedding
 from nnc.layers._container import Residual
-from nnc.layers._attention import MultiHeadSelfAttention
+from nnc.layers._attention import MultiHeadSelfAttention, TransformerEncoderBlock
 from nnc.layers._positional import PositionalEmbedding
 
 __all__ = ["Layer", "ParamSpec", "Dense", "Identity", "Sigmoid", "Tanh", "ReLU", "LeakyReLU",
            "Conv2D", "Conv1D", "MaxPool2D", "AvgPool2D", "Flatten", "Dropout",
            "SimpleRNN", "LSTM", "GRU", "Bidirectional", "LayerNorm", "Embedding", "Residual",
-           "MultiHeadSelfAttention", "PositionalEmbedding"]
+           "MultiHeadSelfAttention", "TransformerEncoderBlock", "PositionalEmbedding"]

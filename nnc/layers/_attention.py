@@ -236,3 +236,74 @@ class MultiHeadSelfAttention(Layer):
                              f"{state!r}")
         self._rng = load_generator_state(self._rng, state["generator"],
                                          "MultiHeadSelfAttention")
+
+
+class TransformerEncoderBlock(_Container):
+    """Pre-norm transformer encoder block on sequences (n, T, dim), as
+    ``torch.nn.TransformerEncoderLayer(dim, n_heads, ffn_dim, dropout, activation="relu",
+    batch_first=True, norm_first=True)``:
+
+        x = x + Dropout(MultiHeadSelfAttention(LayerNorm(x)))
+        x = x + Dropout(Dense(dim)(Dropout(ReLU(Dense(ffn_dim)(LayerNorm(x))))))
+
+    Parameters
+    ----------
+    dim : int
+        Width of each position (the last axis of the input).
+    n_heads : int
+        Attention heads; must divide dim.
+    ffn_dim : int
+        Width of the position-wise feed-forward layer.
+    dropout : float in [0, 1), default=0
+        Dropout rate at the four places PyTorch has it (the attention probabilities, the
+        attention branch's output, after the ReLU, the feed-forward branch's output).
+    causal : bool, default=False
+        Each position attends to itself and earlier positions only.
+    eps : float, default=1e-5
+        The LayerNorms' eps.
+
+    Notes
+    -----
+    Built from nnc's layers: ``layers`` holds Residual([LayerNorm, MultiHeadSelfAttention,
+    Dropout]) and Residual([LayerNorm, Dense(ffn_dim), ReLU, Dropout, Dense(dim), Dropout]); the
+    Dense layers work position by position (one GEMM over all n T positions).  Parameter tensors,
+    in that order, are theirs with the prefixes "0." and "1." (norm1 ``0.0.gamma``, attention
+    ``0.1.W_in`` ... ``0.1.b_out``, norm2 ``1.0.gamma``, linear1 ``1.1.W`` (dim, ffn_dim) =
+    PyTorch's ``linear1.weight.T`` ...).  Padded positions (the sequence mask) are never
+    attended to; the mask is carried to the output.
+    """
+
+    keeps_mask = True
+    #: the last child is a Residual, whose output buffer nothing reads again
+    output_reusable = True
+
+    def __init__(self, dim, n_heads, ffn_dim, dropout=0.0, causal=False, eps=1e-5):
+        from nnc.layers._dense import Dense
+        from nnc.layers._activations import ReLU
+        from nnc.layers._dropout import Dropout
+        from nnc.layers._norm import LayerNorm
+        dim = _check_positive_int(dim, "dim")
+        n_heads = _check_positive_int(n_heads, "n_heads")
+        ffn_dim = _check_positive_int(ffn_dim, "ffn_dim")
+        dropout = _check_rate(dropout, "dropout")
+        causal = _check_bool(causal, "causal")
+        super().__init__([
+            Residual([LayerNorm(dim, eps=eps),
+                      MultiHeadSelfAttention(n_heads, dim, dropout=dropout, causal=causal),
+                      Dropout(dropout)]),
+            Residual([LayerNorm(dim, eps=eps), Dense(ffn_dim), ReLU(), Dropout(dropout),
+                      Dense(dim), Dropout(dropout)])])
+        self.dim, self.n_heads, self.ffn_dim = dim, n_heads, ffn_dim
+        self.dropout, self.causal = dropout, causal
+        self.eps = self.layers[0].layers[0].eps
+
+    def get_config(self):
+        return {"dim": self.dim, "n_heads": self.n_heads, "ffn_dim": self.ffn_dim,
+                "dropout": self.dropout, "causal": self.causal, "eps": self.eps}
+
+    def build(self, input_shape, dtype):
+        _check_sequence_input(self, input_shape, self.dim)
+        return super().build(input_shape, dtype)
+
+    def _output_mask(self, mask):
+        return mask

@@ -30,6 +30,11 @@ EXAMPLES = {
     "Bidirectional": (lambda: L.Bidirectional(L.GRU(3)), (5, 2)),
     "LayerNorm": (lambda: L.LayerNorm(eps=1e-3), (3, 4)),
     "Embedding": (lambda: L.Embedding(6, 3, padding_idx=0), (4,)),
+    "Residual": (lambda: L.Residual([L.Dense(3), L.Tanh(), L.Dropout(0.2), L.Dense(2)]), (3, 2)),
+    "MultiHeadSelfAttention": (lambda: L.MultiHeadSelfAttention(2, 4, dropout=0.1), (3, 4)),
+    "TransformerEncoderBlock": (lambda: L.TransformerEncoderBlock(4, 2, 6, dropout=0.1),
+                                (3, 4)),
+    "PositionalEmbedding": (lambda: L.PositionalEmbedding(5, 2), (3, 2)),
 }
 
 
