@@ -39,7 +39,8 @@ Loading checks everything before it builds anything, and a file sets data, never
 * Each estimator class has an explicit allow-list of the attributes its fit sets, each with its
   type, range and shape checks and the cross-checks between them (``classes_`` against the output
   width and target mode, ``coefs_`` against the layers, counters within [0, 2**53], finite
-  weights, ...).  Nothing else is set: no method, property or private cache can be replaced.  A
+  weights, values a layer constrains such as BatchNorm's running variances >= 0, ...).  Nothing
+  else is set: no method, property or private cache can be replaced.  A
   network sets its layers, loss, dtype, input shape, random state, weights, layer states and
   ``clip_grad_norm`` only.
 * Anything unexpected raises ValueError naming what was wrong.
@@ -63,7 +64,7 @@ import nnc.layers
 import nnc.optimizers
 from nnc import _estimators
 from nnc._estimators._base import SaveMixin  # noqa: F401  (nnc._io.SaveMixin, as before)
-from nnc._network import Sequential
+from nnc._network import Sequential, _layer_tree
 from nnc._version import __version__
 from nnc.layers._activations import ACTIVATIONS
 from nnc.layers._base import Layer
@@ -731,6 +732,13 @@ class _Decoder:
             if params.shape != net.params.shape:  # pragma: no cover - _count_params agrees
                 self.fail(f"{where}.params does not fit the rebuilt network")
             net.params[...] = params
+            # values a layer constrains beyond finiteness (BatchNorm: running variances >= 0)
+            for i, layer in enumerate(layers):
+                for part in _layer_tree(layer):
+                    try:
+                        part._check_param_values()
+                    except ValueError as exc:
+                        self.fail(f"{where}.layers[{i}]: invalid weights: {exc}")
         for i, (layer, spec) in enumerate(zip(layers, specs)):
             # build() re-initialised the layer states (Dropout's generator): load them again
             if "state" in spec:

@@ -108,26 +108,32 @@ def _windows(X, KH, KW, SH, SW):
             yield oh, ow, X[:, :, oh * SH:oh * SH + KH, ow * SW:ow * SW + KW]
 
 
-def maxpool2d_forward(X, pool=(2, 2), stride=None):
-    """(Y, argmax) with argmax the flat index ih W + iw of the first maximum in each window."""
+def _pad4(X, padding, value):
+    PH, PW = padding
+    return np.pad(X, ((0, 0), (0, 0), (PH, PH), (PW, PW)), constant_values=value)
+
+
+def maxpool2d_forward(X, pool=(2, 2), stride=None, padding=(0, 0)):
+    """(Y, argmax) with argmax the flat index ih W + iw (in the unpadded input) of the first
+    maximum in each window; padding adds -inf."""
     KH, KW = pool
     SH, SW = stride or pool
+    PH, PW = padding
     N, C, H, Wd = X.shape
-    OH, OW = out_size(H, KH, SH, 0), out_size(Wd, KW, SW, 0)
+    Xp = _pad4(X, padding, -np.inf)
+    OH, OW = out_size(H, KH, SH, PH), out_size(Wd, KW, SW, PW)
     Y = np.empty((N, C, OH, OW), dtype=X.dtype)
     arg = np.empty((N, C, OH, OW), dtype=np.int64)
-    for oh, ow, win in _windows(X, KH, KW, SH, SW):
+    for oh, ow, win in _windows(Xp, KH, KW, SH, SW):
         flat = win.reshape(N, C, KH * KW)
         k = flat.argmax(axis=2)
         Y[:, :, oh, ow] = np.take_along_axis(flat, k[..., None], 2)[..., 0]
-        arg[:, :, oh, ow] = (oh * SH + k // KW) * Wd + ow * SW + k % KW
+        arg[:, :, oh, ow] = (oh * SH + k // KW - PH) * Wd + ow * SW + k % KW - PW
     return Y, arg
 
 
-def maxpool2d_backward(dY, X, pool=(2, 2), stride=None):
-    KH, KW = pool
-    SH, SW = stride or pool
-    _, arg = maxpool2d_forward(X, pool, stride)
+def maxpool2d_backward(dY, X, pool=(2, 2), stride=None, padding=(0, 0)):
+    _, arg = maxpool2d_forward(X, pool, stride, padding)
     N, C, H, Wd = X.shape
     dX = np.zeros((N, C, H * Wd))
     n_idx, c_idx = np.meshgrid(np.arange(N), np.arange(C), indexing="ij")
@@ -137,26 +143,70 @@ def maxpool2d_backward(dY, X, pool=(2, 2), stride=None):
     return dX.reshape(X.shape).astype(X.dtype)
 
 
-def avgpool2d_forward(X, pool=(2, 2), stride=None):
+def _window_divisors(shape, pool, stride, padding, count_include_pad):
+    """(OH, OW) divisor of each window: KH KW, or the number of input values it holds."""
+    KH, KW = pool
+    if count_include_pad:
+        return KH * KW
+    ones = _pad4(np.ones((1, 1) + tuple(shape[2:])), padding, 0.0)
+    SH, SW = stride or pool
+    OH, OW = out_size(shape[2], KH, SH, padding[0]), out_size(shape[3], KW, SW, padding[1])
+    count = np.empty((OH, OW))
+    for oh, ow, win in _windows(ones, KH, KW, SH, SW):
+        count[oh, ow] = win.sum()
+    return count
+
+
+def avgpool2d_forward(X, pool=(2, 2), stride=None, padding=(0, 0), count_include_pad=True):
     KH, KW = pool
     SH, SW = stride or pool
     N, C, H, Wd = X.shape
-    OH, OW = out_size(H, KH, SH, 0), out_size(Wd, KW, SW, 0)
+    OH, OW = out_size(H, KH, SH, padding[0]), out_size(Wd, KW, SW, padding[1])
     Y = np.empty((N, C, OH, OW))
-    for oh, ow, win in _windows(X.astype(np.float64), KH, KW, SH, SW):
-        Y[:, :, oh, ow] = win.mean(axis=(2, 3))
+    for oh, ow, win in _windows(_pad4(X.astype(np.float64), padding, 0.0), KH, KW, SH, SW):
+        Y[:, :, oh, ow] = win.sum(axis=(2, 3))
+    Y /= _window_divisors(X.shape, pool, stride, padding, count_include_pad)
     return Y.astype(X.dtype)
 
 
-def avgpool2d_backward(dY, X_shape, pool=(2, 2), stride=None, dtype=np.float64):
+def avgpool2d_backward(dY, X_shape, pool=(2, 2), stride=None, dtype=np.float64, padding=(0, 0),
+                       count_include_pad=True):
     KH, KW = pool
     SH, SW = stride or pool
-    dX = np.zeros(X_shape)
+    PH, PW = padding
+    N, C, H, Wd = X_shape
+    g = dY.astype(np.float64) / _window_divisors(X_shape, pool, stride, padding,
+                                                 count_include_pad)
+    dXp = np.zeros((N, C, H + 2 * PH, Wd + 2 * PW))
     for oh in range(dY.shape[2]):
         for ow in range(dY.shape[3]):
-            dX[:, :, oh * SH:oh * SH + KH, ow * SW:ow * SW + KW] += \
-                dY[:, :, oh, ow, None, None].astype(np.float64) / (KH * KW)
-    return dX.astype(dtype)
+            dXp[:, :, oh * SH:oh * SH + KH, ow * SW:ow * SW + KW] += g[:, :, oh, ow, None, None]
+    return dXp[:, :, PH:PH + H, PW:PW + Wd].astype(dtype)
+
+
+def global_pool_forward(X, is_max, channels_last):
+    """(Y (N, C), argmax (N, C) position of the first maximum) over every position."""
+    N = X.shape[0]
+    X3 = X.reshape(N, -1, X.shape[-1]) if channels_last else \
+        X.reshape(N, X.shape[1], -1).transpose(0, 2, 1)        # (N, S, C)
+    if is_max:
+        arg = X3.argmax(axis=1)
+        return np.take_along_axis(X3, arg[:, None, :], 1)[:, 0], arg
+    return X3.astype(np.float64).mean(axis=1).astype(X.dtype), None
+
+
+def global_pool_backward(dY, X, is_max, channels_last):
+    N = X.shape[0]
+    S = X.size // (N * dY.shape[1])
+    if is_max:
+        _, arg = global_pool_forward(X, True, channels_last)
+        dX3 = np.zeros((N, S, dY.shape[1]))
+        np.put_along_axis(dX3, arg[:, None, :], dY[:, None, :].astype(np.float64), 1)
+    else:
+        dX3 = np.repeat(dY[:, None, :].astype(np.float64) / S, S, axis=1)
+    if channels_last:
+        return dX3.reshape(X.shape).astype(X.dtype)
+    return dX3.transpose(0, 2, 1).reshape(X.shape).astype(X.dtype)
 
 
 def dropout_forward(X, U, rate):

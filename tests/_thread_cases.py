@@ -142,6 +142,22 @@ def case_conv2d_avgpool():
                              L.Flatten(), L.Dense(4)], (3, 5, 7))
 
 
+def case_pool_padding_1d_global():
+    """Padded 2-D pools, 1-D pools and global pools (argmax workspaces in the shadows)."""
+    problems = _sequential_case([L.MaxPool2D(3, stride=2, padding=1),
+                                 L.AvgPool2D(2, stride=1, padding=1, count_include_pad=False),
+                                 L.GlobalMaxPool(), L.Dense(3)], (2, 6, 5))
+    problems += _sequential_case([L.Conv1D(3, 3), L.MaxPool1D(2, padding=1), L.AvgPool1D(3, 1, 1),
+                                  L.GlobalAvgPool("channels_first"), L.Dense(2)], (2, 11),
+                                 dtype="float32")
+    rng = np.random.RandomState(0)
+    X = rng.randint(0, 9, (200, 7))
+    y = (X[:, 0] > X[:, 1]).astype(int)
+    est = nnc.NeuralNetClassifier(layers=[L.Embedding(9, 4), L.GlobalMaxPool("channels_last"),
+                                          L.Dense(6)], max_epochs=2, random_state=0)
+    return problems + _estimator_case(est, X, y)
+
+
 def case_simple_rnn():
     return _sequential_case([L.SimpleRNN(6, return_sequences=True), L.Flatten(), L.Dense(3)],
                             (7, 4))
@@ -198,6 +214,18 @@ def case_attention():
     problems += _sequential_case([L.MultiHeadSelfAttention(2, 4, causal=True),
                                   L.Residual([L.Dense(6), L.ReLU(), L.Dense(4)]), L.Flatten(),
                                   L.Dense(2)], (130, 4), dtype="float32")
+    return problems
+
+
+def case_batchnorm():
+    """BatchNorm in prediction mode reads the running statistics through its shadows' views."""
+    X, y = _digits_like((2, 5, 5))
+    est = nnc.NeuralNetClassifier(layers=[L.Conv2D(3, 3), L.BatchNorm(), L.ReLU(), L.Flatten(),
+                                          L.Dense(6), L.BatchNorm(), L.Sigmoid()],
+                                  max_epochs=2, batch_size=32, random_state=0)
+    problems = _estimator_case(est, X, y)
+    problems += _sequential_case([L.Dense(7), L.BatchNorm(affine=False), L.Tanh(), L.Dense(2)],
+                                 (5,), dtype="float32")
     return problems
 
 
@@ -261,7 +289,10 @@ def case_partial_fit_while_predicting():
     or after it, never a mix, and the training is exactly the serial one."""
     problems = []
     for make in (lambda: nnc.MLPClassifier((12,), random_state=0),
-                 lambda: nnc.NeuralNetClassifier(layers=[L.LSTM(6)], random_state=0)):
+                 lambda: nnc.NeuralNetClassifier(layers=[L.LSTM(6)], random_state=0),
+                 # training updates BatchNorm's running statistics in place too
+                 lambda: nnc.NeuralNetClassifier(layers=[L.BatchNorm(), L.Flatten(), L.Dense(6),
+                                                         L.BatchNorm()], random_state=0)):
         X, y = _digits_like((6,) if "MLP" in repr(make()) else (5, 3), seed=3)
         classes = np.unique(y)
         serial = make().partial_fit(X, y, classes=classes)
@@ -376,6 +407,10 @@ def case_interleave_conv_pool():
     problems += _interleave([L.Conv2D(3, 2), L.AvgPool2D(2)], [L.Flatten(), L.Dense(2)],
                             (2, 5, 5))
     problems += _interleave([L.Conv1D(4, 3, stride=2), L.Flatten()], [L.Dense(2)], (3, 11))
+    problems += _interleave([L.MaxPool1D(3, 2, 1), L.GlobalMaxPool("channels_last")],
+                            [L.Dense(2)], (4, 9))
+    problems += _interleave([L.AvgPool2D(3, 1, 1, count_include_pad=False), L.GlobalAvgPool()],
+                            [L.Dense(2)], (2, 5, 5))
     return problems
 
 
@@ -399,6 +434,13 @@ def case_interleave_attention():
                             L.Dense(3)], (8,), make_X=_padded_ids)
     problems += _interleave([L.Residual([L.LayerNorm(), L.MultiHeadSelfAttention(4, 8)])],
                             [L.Dense(2)], (6, 8), "float32")
+    return problems
+
+
+def case_interleave_batchnorm():
+    problems = _interleave([L.Dense(7), L.BatchNorm()], [L.BatchNorm(), L.Dense(2)], (5,))
+    problems += _interleave([L.Conv2D(2, 2), L.BatchNorm()], [L.Flatten(), L.Dense(2)],
+                            (2, 4, 4))
     return problems
 
 

@@ -568,8 +568,15 @@ _BODIES = {
     "conv2d": (lambda: [L.Conv2D(3, 3, padding=1), L.ReLU(), L.MaxPool2D(2),
                         L.Conv2D(2, 2), L.AvgPool2D(2), L.Flatten(), L.Dropout(0.2)],
                _images),
-    "conv1d": (lambda: [L.Conv1D(3, 2), L.Tanh(), L.Flatten(), L.Dropout(0.25, random_state=5),
-                        L.Dense(4)],
+    "pools": (lambda: [L.MaxPool2D(3, stride=1, padding=1),
+                       L.AvgPool2D(2, padding=1, count_include_pad=False), L.GlobalMaxPool(),
+                       L.Dense(3)],
+              _images),
+    "conv1d_pools": (lambda: [L.Conv1D(3, 2, padding=1), L.MaxPool1D(2, padding=1),
+                              L.AvgPool1D(3, 1, 1), L.GlobalAvgPool("channels_first")],
+                     _sequences),
+    "conv1d": (lambda: [L.Conv1D(3, 2), L.BatchNorm(momentum=0.3), L.Tanh(), L.Flatten(),
+                        L.Dropout(0.25, random_state=5), L.Dense(4)],
                _sequences),
     "recurrent": (lambda: [L.LSTM(4, return_sequences=True), L.Dropout(0.3),
                            L.Bidirectional(L.GRU(3, return_sequences=True), merge="sum"),
@@ -585,6 +592,8 @@ _BODIES = {
                            L.PositionalEmbedding(5, 8, kind="sinusoidal"), L.Flatten(),
                            L.Dense(4)],
                   _tokens),
+    "tokens_pooled": (lambda: [L.Embedding(7, 3), L.GlobalAvgPool("channels_last"), L.Dense(4)],
+                      _tokens),
 }
 
 

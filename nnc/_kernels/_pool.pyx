@@ -1,10 +1,17 @@
-"""2-D max and average pooling (no padding, floor output size as PyTorch), NCHW.
+"""2-D max and average pooling (floor output size as PyTorch), NCHW, and global pooling.
 
 Dimensions: N samples, C channels, H, W input height / width, KH, KW window, SH, SW strides,
-OH = (H - KH) // SH + 1, OW = (W - KW) // SW + 1.  A "plane" is one (n, c) pair: the loops run
-prange over the N C planes (static schedule, each plane independent) once a pass touches 32K
-elements, serially below that.  Measured (float32, 1 thread, 64x8x26x26, 2x2): max forward
-103 µs (a branchy scalar scan took 1.3 ms; PyTorch 2.13 takes ~1.9 ms), backward 75 µs.
+PH, PW padding, OH = (H + 2 PH - KH) // SH + 1, OW = (W + 2 PW - KW) // SW + 1.  A "plane" is
+one (n, c) pair: the loops run prange over the N C planes (static schedule, each plane
+independent) once a pass touches 32K elements, serially below that.  Measured (float32, 1
+thread, 64x8x26x26, 2x2): max forward 103 µs (a branchy scalar scan took 1.3 ms; PyTorch 2.13
+takes ~1.9 ms), backward 75 µs.  1-D pooling is the H = KH = 1 case.
+
+Padding (PyTorch's rules: at most half the window, so every window holds an input value) is
+handled by clipping each window to the input, never by a padded copy: max pooling then pads with
+-inf; average pooling divides by KH KW (``count_include_pad``: zeros padded, PyTorch's default)
+or by the number of input values in the window.  Unpadded pools take the original loops, so
+their speed is unchanged.
 
 Buffers (C-contiguous, caller supplied):
   maxpool2d_forward   writes Y_out (N, C, OH, OW) and argmax_out (N, C, OH, OW) int32: the flat
@@ -13,12 +20,18 @@ Buffers (C-contiguous, caller supplied):
   maxpool2d_backward  writes dX_out (N, C, H, W): zeroed, then dY scattered through argmax
                       (overlapping windows, stride < window, accumulate).
   avgpool2d_forward   writes Y_out: the window means.
-  avgpool2d_backward  writes dX_out: zeroed, then dY / (KH KW) spread over each window.
+  avgpool2d_backward  writes dX_out: zeroed, then dY / (window divisor) spread over each window.
+  global_*pool_*      X (N, C, S) (channels first) or (N, S, C) (channels last) -> Y_out (N, C):
+                      the mean / max over the S positions (max: argmax_out (N, C) int32, the
+                      position s of the first maximum, NaN winning as above); backward spreads
+                      dY / S over the positions or puts dY at the argmax.  Passes run prange
+                      over the samples (channels last) or the N C rows (channels first).
 """
 from libc.string cimport memset
 from cython.parallel cimport prange
 
 from nnc._kernels._blas cimport floating
+from nnc._kernels._lanes cimport _sum
 from nnc._kernels._sizes cimport _checked_mul
 
 # element count below which a pass runs on one thread (waking a second thread costs more on a
@@ -102,26 +115,57 @@ cdef void _maxpool2x2_plane(const floating* X, floating* Y, int* arg, Py_ssize_t
             s += n
 
 
+cdef void _maxpool_plane_pad(const floating* X, floating* Y, int* arg, Py_ssize_t H,
+                             Py_ssize_t W, Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH,
+                             Py_ssize_t SW, Py_ssize_t PH, Py_ssize_t PW, Py_ssize_t OH,
+                             Py_ssize_t OW) noexcept nogil:
+    """_maxpool_plane with padding: each window clipped to the input (= -inf padding; PH <= KH / 2
+    and PW <= KW / 2 leave an input value in every window)."""
+    cdef Py_ssize_t oh, ow, h, w, hs, he, ws, we, idx, best_i, t
+    for oh in range(OH):
+        hs = oh * SH - PH
+        he = hs + KH
+        hs = hs if hs > 0 else 0
+        he = he if he < H else H
+        for ow in range(OW):
+            ws = ow * SW - PW
+            we = ws + KW
+            ws = ws if ws > 0 else 0
+            we = we if we < W else W
+            best_i = hs * W + ws
+            for h in range(hs, he):
+                for w in range(ws, we):
+                    idx = h * W + w
+                    t = _takes(X[idx], X[best_i])
+                    best_i += (-t) & (idx - best_i)
+            Y[oh * OW + ow] = X[best_i]
+            arg[oh * OW + ow] = <int>best_i
+
+
 cdef void _maxpool2d_forward(const floating* X, floating* Y, int* arg, Py_ssize_t NC,
                              Py_ssize_t H, Py_ssize_t W, Py_ssize_t KH, Py_ssize_t KW,
-                             Py_ssize_t SH, Py_ssize_t SW, Py_ssize_t OH, Py_ssize_t OW,
-                             int n_threads) noexcept nogil:
+                             Py_ssize_t SH, Py_ssize_t SW, Py_ssize_t PH, Py_ssize_t PW,
+                             Py_ssize_t OH, Py_ssize_t OW, int n_threads) noexcept nogil:
     cdef Py_ssize_t i
     n_threads = _threads_for(n_threads, NC, NC * H * W)
     if n_threads > 1:
         for i in prange(NC, schedule="static", num_threads=n_threads):
-            _maxpool_one(X, Y, arg, i, H, W, KH, KW, SH, SW, OH, OW)
+            _maxpool_one(X, Y, arg, i, H, W, KH, KW, SH, SW, PH, PW, OH, OW)
     else:
         for i in range(NC):
-            _maxpool_one(X, Y, arg, i, H, W, KH, KW, SH, SW, OH, OW)
+            _maxpool_one(X, Y, arg, i, H, W, KH, KW, SH, SW, PH, PW, OH, OW)
 
 
 cdef inline void _maxpool_one(const floating* X, floating* Y, int* arg, Py_ssize_t i,
                               Py_ssize_t H, Py_ssize_t W, Py_ssize_t KH, Py_ssize_t KW,
-                              Py_ssize_t SH, Py_ssize_t SW, Py_ssize_t OH,
-                              Py_ssize_t OW) noexcept nogil:
-    """Plane i: the unrolled 2x2 stride-2 kernel when it applies, else the generic one."""
-    if KH == 2 and KW == 2 and SH == 2 and SW == 2:
+                              Py_ssize_t SH, Py_ssize_t SW, Py_ssize_t PH, Py_ssize_t PW,
+                              Py_ssize_t OH, Py_ssize_t OW) noexcept nogil:
+    """Plane i: the unrolled 2x2 stride-2 kernel when it applies, the padded one with padding,
+    else the generic one."""
+    if PH or PW:
+        _maxpool_plane_pad(X + i * H * W, Y + i * OH * OW, arg + i * OH * OW, H, W, KH, KW, SH,
+                           SW, PH, PW, OH, OW)
+    elif KH == 2 and KW == 2 and SH == 2 and SW == 2:
         _maxpool2x2_plane(X + i * H * W, Y + i * OH * OW, arg + i * OH * OW, W, OH, OW)
     else:
         _maxpool_plane(X + i * H * W, Y + i * OH * OW, arg + i * OH * OW, H, W, KH, KW, SH, SW,
@@ -151,17 +195,60 @@ cdef inline void _maxpool_back_plane(const floating* dY, const int* arg, floatin
 
 cdef void _avgpool2d_forward(const floating* X, floating* Y, Py_ssize_t NC, Py_ssize_t H,
                              Py_ssize_t W, Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH,
-                             Py_ssize_t SW, Py_ssize_t OH, Py_ssize_t OW,
-                             int n_threads) noexcept nogil:
+                             Py_ssize_t SW, Py_ssize_t PH, Py_ssize_t PW, Py_ssize_t OH,
+                             Py_ssize_t OW, bint include_pad, int n_threads) noexcept nogil:
     """Y[plane, oh, ow] = mean of the window."""
     cdef Py_ssize_t i
     n_threads = _threads_for(n_threads, NC, NC * H * W)
     if n_threads > 1:
         for i in prange(NC, schedule="static", num_threads=n_threads):
-            _avgpool_plane(X + i * H * W, Y + i * OH * OW, W, KH, KW, SH, SW, OH, OW)
+            _avgpool_one(X + i * H * W, Y + i * OH * OW, H, W, KH, KW, SH, SW, PH, PW, OH, OW,
+                         include_pad)
     else:
         for i in range(NC):
-            _avgpool_plane(X + i * H * W, Y + i * OH * OW, W, KH, KW, SH, SW, OH, OW)
+            _avgpool_one(X + i * H * W, Y + i * OH * OW, H, W, KH, KW, SH, SW, PH, PW, OH, OW,
+                         include_pad)
+
+
+cdef inline void _avgpool_one(const floating* X, floating* Y, Py_ssize_t H, Py_ssize_t W,
+                              Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH, Py_ssize_t SW,
+                              Py_ssize_t PH, Py_ssize_t PW, Py_ssize_t OH, Py_ssize_t OW,
+                              bint include_pad) noexcept nogil:
+    if PH or PW:
+        _avgpool_plane_pad(X, Y, H, W, KH, KW, SH, SW, PH, PW, OH, OW, include_pad)
+    else:
+        _avgpool_plane(X, Y, W, KH, KW, SH, SW, OH, OW)
+
+
+cdef inline Py_ssize_t _clip_lo(Py_ssize_t v) noexcept nogil:
+    return v if v > 0 else 0
+
+
+cdef inline Py_ssize_t _clip_hi(Py_ssize_t v, Py_ssize_t n) noexcept nogil:
+    return v if v < n else n
+
+
+cdef void _avgpool_plane_pad(const floating* X, floating* Y, Py_ssize_t H, Py_ssize_t W,
+                             Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH, Py_ssize_t SW,
+                             Py_ssize_t PH, Py_ssize_t PW, Py_ssize_t OH, Py_ssize_t OW,
+                             bint include_pad) noexcept nogil:
+    """Window sums over the part inside the input, divided by KH KW (include_pad) or by the
+    number of input values in the window."""
+    cdef Py_ssize_t oh, ow, h, w, h0, hs, he, w0, ws, we
+    cdef floating acc
+    for oh in range(OH):
+        h0 = oh * SH - PH
+        hs = _clip_lo(h0)
+        he = _clip_hi(h0 + KH, H)
+        for ow in range(OW):
+            w0 = ow * SW - PW
+            ws = _clip_lo(w0)
+            we = _clip_hi(w0 + KW, W)
+            acc = 0
+            for h in range(hs, he):
+                for w in range(ws, we):
+                    acc = acc + X[h * W + w]
+            Y[oh * OW + ow] = acc / <floating>(KH * KW if include_pad else (he - hs) * (we - ws))
 
 
 cdef inline void _avgpool_plane(const floating* X, floating* Y, Py_ssize_t W, Py_ssize_t KH,
@@ -189,17 +276,50 @@ cdef inline void _avgpool_plane(const floating* X, floating* Y, Py_ssize_t W, Py
 
 cdef void _avgpool2d_backward(const floating* dY, floating* dX, Py_ssize_t NC, Py_ssize_t H,
                               Py_ssize_t W, Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH,
-                              Py_ssize_t SW, Py_ssize_t OH, Py_ssize_t OW,
-                              int n_threads) noexcept nogil:
-    """dX = 0; dX[window(oh, ow)] += dY[oh, ow] / (KH KW)."""
+                              Py_ssize_t SW, Py_ssize_t PH, Py_ssize_t PW, Py_ssize_t OH,
+                              Py_ssize_t OW, bint include_pad, int n_threads) noexcept nogil:
+    """dX = 0; dX[window(oh, ow)] += dY[oh, ow] / (window divisor)."""
     cdef Py_ssize_t i
     n_threads = _threads_for(n_threads, NC, NC * H * W)
     if n_threads > 1:
         for i in prange(NC, schedule="static", num_threads=n_threads):
-            _avgpool_back_plane(dY + i * OH * OW, dX + i * H * W, H, W, KH, KW, SH, SW, OH, OW)
+            _avgpool_back_one(dY + i * OH * OW, dX + i * H * W, H, W, KH, KW, SH, SW, PH, PW, OH,
+                              OW, include_pad)
     else:
         for i in range(NC):
-            _avgpool_back_plane(dY + i * OH * OW, dX + i * H * W, H, W, KH, KW, SH, SW, OH, OW)
+            _avgpool_back_one(dY + i * OH * OW, dX + i * H * W, H, W, KH, KW, SH, SW, PH, PW, OH,
+                              OW, include_pad)
+
+
+cdef inline void _avgpool_back_one(const floating* dY, floating* dX, Py_ssize_t H, Py_ssize_t W,
+                                   Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH, Py_ssize_t SW,
+                                   Py_ssize_t PH, Py_ssize_t PW, Py_ssize_t OH, Py_ssize_t OW,
+                                   bint include_pad) noexcept nogil:
+    if PH or PW:
+        _avgpool_back_plane_pad(dY, dX, H, W, KH, KW, SH, SW, PH, PW, OH, OW, include_pad)
+    else:
+        _avgpool_back_plane(dY, dX, H, W, KH, KW, SH, SW, OH, OW)
+
+
+cdef void _avgpool_back_plane_pad(const floating* dY, floating* dX, Py_ssize_t H, Py_ssize_t W,
+                                  Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH, Py_ssize_t SW,
+                                  Py_ssize_t PH, Py_ssize_t PW, Py_ssize_t OH, Py_ssize_t OW,
+                                  bint include_pad) noexcept nogil:
+    cdef Py_ssize_t oh, ow, h, w, h0, hs, he, w0, ws, we
+    cdef floating g
+    memset(dX, 0, H * W * sizeof(floating))
+    for oh in range(OH):
+        h0 = oh * SH - PH
+        hs = _clip_lo(h0)
+        he = _clip_hi(h0 + KH, H)
+        for ow in range(OW):
+            w0 = ow * SW - PW
+            ws = _clip_lo(w0)
+            we = _clip_hi(w0 + KW, W)
+            g = dY[oh * OW + ow] / <floating>(KH * KW if include_pad else (he - hs) * (we - ws))
+            for h in range(hs, he):
+                for w in range(ws, we):
+                    dX[h * W + w] += g
 
 
 cdef inline void _avgpool_back_plane(const floating* dY, floating* dX, Py_ssize_t H, Py_ssize_t W,
@@ -221,27 +341,178 @@ cdef inline void _avgpool_back_plane(const floating* dY, floating* dX, Py_ssize_
                     x[ow * SW] += g[ow] * scale
 
 
+# ---------------------------------------------------------------- global pooling
+# Channels first: rows r = (n, c) of S contiguous positions.  Channels last: per sample, S rows
+# of C channels; the loops over c are contiguous (they vectorise) and the position of the max is
+# tracked per channel with selects, as in _maxpool2x2_plane.
+
+cdef void _gavg_cf_rows(const floating* X, floating* Y, Py_ssize_t r0, Py_ssize_t r1,
+                        Py_ssize_t S) noexcept nogil:
+    cdef Py_ssize_t r
+    for r in range(r0, r1):
+        Y[r] = <floating>(_sum(X + r * S, S) / <double>S)
+
+
+cdef void _gmax_cf_rows(const floating* X, floating* Y, int* arg, Py_ssize_t r0, Py_ssize_t r1,
+                        Py_ssize_t S) noexcept nogil:
+    cdef Py_ssize_t r, j, best, t
+    cdef const floating* x
+    for r in range(r0, r1):
+        x = X + r * S
+        best = 0
+        for j in range(1, S):
+            t = _takes(x[j], x[best])
+            best += (-t) & (j - best)
+        Y[r] = x[best]
+        arg[r] = <int>best
+
+
+cdef void _gavg_cl_samples(const floating* X, floating* Y, Py_ssize_t n0, Py_ssize_t n1,
+                           Py_ssize_t S, Py_ssize_t C) noexcept nogil:
+    cdef Py_ssize_t n, s, c
+    cdef floating scale = <floating>(1.0 / <double>S)
+    cdef const floating* x
+    cdef floating* y
+    for n in range(n0, n1):
+        y = Y + n * C
+        x = X + n * S * C
+        for c in range(C):
+            y[c] = x[c]
+        for s in range(1, S):
+            x = X + (n * S + s) * C
+            for c in range(C):
+                y[c] = y[c] + x[c]
+        for c in range(C):
+            y[c] = y[c] * scale
+
+
+cdef void _gmax_cl_samples(const floating* X, floating* Y, int* arg, Py_ssize_t n0,
+                           Py_ssize_t n1, Py_ssize_t S, Py_ssize_t C) noexcept nogil:
+    cdef Py_ssize_t n, s, c
+    cdef int t, si
+    cdef floating v
+    cdef const floating* x
+    cdef floating* y
+    cdef int* a
+    for n in range(n0, n1):
+        y = Y + n * C
+        a = arg + n * C
+        x = X + n * S * C
+        for c in range(C):
+            y[c] = x[c]
+            a[c] = 0
+        for s in range(1, S):
+            x = X + (n * S + s) * C
+            si = <int>s
+            for c in range(C):
+                v = x[c]
+                t = (v > y[c]) | (v != v)
+                y[c] = v if t else y[c]
+                a[c] = si if t else a[c]
+
+
+cdef void _global_pool_forward(const floating* X, floating* Y, int* arg, Py_ssize_t N,
+                               Py_ssize_t S, Py_ssize_t C, bint channels_last, bint is_max,
+                               int n_threads) noexcept nogil:
+    """Y (N, C) = mean / max over the S positions of X."""
+    cdef Py_ssize_t items = N if channels_last else N * C
+    cdef int t, nt = _threads_for(n_threads, items, N * S * C)
+    if nt > 1:
+        for t in prange(nt, schedule="static", num_threads=nt):
+            _global_pool_chunk(X, Y, arg, (items * t) // nt, (items * (t + 1)) // nt, S, C,
+                               channels_last, is_max)
+    else:
+        _global_pool_chunk(X, Y, arg, 0, items, S, C, channels_last, is_max)
+
+
+cdef inline void _global_pool_chunk(const floating* X, floating* Y, int* arg, Py_ssize_t i0,
+                                    Py_ssize_t i1, Py_ssize_t S, Py_ssize_t C, bint channels_last,
+                                    bint is_max) noexcept nogil:
+    if channels_last:
+        if is_max:
+            _gmax_cl_samples(X, Y, arg, i0, i1, S, C)
+        else:
+            _gavg_cl_samples(X, Y, i0, i1, S, C)
+    elif is_max:
+        _gmax_cf_rows(X, Y, arg, i0, i1, S)
+    else:
+        _gavg_cf_rows(X, Y, i0, i1, S)
+
+
+cdef void _global_back_chunk(const floating* dY, const int* arg, floating* dX, Py_ssize_t i0,
+                             Py_ssize_t i1, Py_ssize_t S, Py_ssize_t C, bint channels_last,
+                             bint is_max) noexcept nogil:
+    """Items [i0, i1) (samples when channels last, else (n, c) rows): dX = dY / S over the
+    positions, or dY at the argmax and 0 elsewhere."""
+    cdef Py_ssize_t i, s, c
+    cdef floating scale = <floating>(1.0 / <double>S)
+    cdef floating g
+    cdef floating* dx
+    cdef const floating* dy
+    if channels_last:
+        for i in range(i0, i1):
+            dy = dY + i * C
+            if is_max:
+                memset(dX + i * S * C, 0, S * C * sizeof(floating))
+                for c in range(C):
+                    dX[(i * S + arg[i * C + c]) * C + c] = dy[c]
+            else:
+                for s in range(S):
+                    dx = dX + (i * S + s) * C
+                    for c in range(C):
+                        dx[c] = dy[c] * scale
+    else:
+        for i in range(i0, i1):
+            dx = dX + i * S
+            if is_max:
+                memset(dx, 0, S * sizeof(floating))
+                dx[arg[i]] = dY[i]
+            else:
+                g = dY[i] * scale
+                for s in range(S):
+                    dx[s] = g
+
+
+cdef void _global_pool_backward(const floating* dY, const int* arg, floating* dX, Py_ssize_t N,
+                                Py_ssize_t S, Py_ssize_t C, bint channels_last, bint is_max,
+                                int n_threads) noexcept nogil:
+    cdef Py_ssize_t items = N if channels_last else N * C
+    cdef int t, nt = _threads_for(n_threads, items, N * S * C)
+    if nt > 1:
+        for t in prange(nt, schedule="static", num_threads=nt):
+            _global_back_chunk(dY, arg, dX, (items * t) // nt, (items * (t + 1)) // nt, S, C,
+                               channels_last, is_max)
+    else:
+        _global_back_chunk(dY, arg, dX, 0, items, S, C, channels_last, is_max)
+
+
 # ---------------------------------------------------------------- validation
 
-def pool_output_size(Py_ssize_t size, Py_ssize_t kernel, Py_ssize_t stride):
-    """(size - kernel) // stride + 1, or raise ValueError on illegal geometry."""
-    if kernel < 1 or stride < 1 or size < 1:
-        raise ValueError(f"illegal pooling geometry: size={size}, pool={kernel}, stride={stride} "
-                         "(all must be >= 1)")
-    if kernel > size:
-        raise ValueError(f"pool size {kernel} is larger than the input {size}")
-    return (size - kernel) // stride + 1
+def pool_output_size(Py_ssize_t size, Py_ssize_t kernel, Py_ssize_t stride,
+                     Py_ssize_t padding=0):
+    """(size + 2 padding - kernel) // stride + 1, or raise ValueError on illegal geometry
+    (padding at most kernel // 2, as PyTorch: every window then holds an input value)."""
+    if kernel < 1 or stride < 1 or size < 1 or padding < 0:
+        raise ValueError(f"illegal pooling geometry: size={size}, pool={kernel}, stride={stride}, "
+                         f"padding={padding} (sizes must be >= 1, padding >= 0)")
+    if padding > kernel // 2:
+        raise ValueError(f"padding {padding} is more than half the pool size {kernel}")
+    if kernel > size + 2 * padding:
+        raise ValueError(f"pool size {kernel} is larger than the input {size}"
+                         + (f" padded by {padding} on each side" if padding else ""))
+    return (size + 2 * padding - kernel) // stride + 1
 
 
 cdef tuple _check_pool(Py_ssize_t* X_shape, Py_ssize_t* Y_shape, Py_ssize_t KH, Py_ssize_t KW,
-                       Py_ssize_t SH, Py_ssize_t SW, int n_threads, str who):
+                       Py_ssize_t SH, Py_ssize_t SW, int n_threads, str who, Py_ssize_t PH=0,
+                       Py_ssize_t PW=0):
     """Validate shapes; return (OH, OW)."""
     cdef Py_ssize_t OH, OW, HW
     if n_threads < 1:
         raise ValueError(f"{who}: n_threads must be >= 1, got {n_threads}")
     try:
-        OH = pool_output_size(X_shape[2], KH, SH)
-        OW = pool_output_size(X_shape[3], KW, SW)
+        OH = pool_output_size(X_shape[2], KH, SH, PH)
+        OW = pool_output_size(X_shape[3], KW, SW, PW)
     except ValueError as exc:
         raise ValueError(f"{who}: {exc}") from None
     expected = (X_shape[0], X_shape[1], OH, OW)
@@ -262,10 +533,13 @@ cdef tuple _check_pool(Py_ssize_t* X_shape, Py_ssize_t* Y_shape, Py_ssize_t KH, 
 
 def maxpool2d_forward(const floating[:, :, :, ::1] X, floating[:, :, :, ::1] Y_out,
                       int[:, :, :, ::1] argmax_out, Py_ssize_t KH, Py_ssize_t KW,
-                      Py_ssize_t SH, Py_ssize_t SW, int n_threads=1):
-    """Y_out = max over each KH x KW window (stride SH, SW); argmax_out = flat in-plane index."""
+                      Py_ssize_t SH, Py_ssize_t SW, int n_threads=1, Py_ssize_t PH=0,
+                      Py_ssize_t PW=0):
+    """Y_out = max over each KH x KW window (stride SH, SW; padding PH, PW with -inf);
+    argmax_out = flat in-plane index of the input value."""
     cdef Py_ssize_t OH, OW
-    OH, OW = _check_pool(X.shape, Y_out.shape, KH, KW, SH, SW, n_threads, "maxpool2d_forward")
+    OH, OW = _check_pool(X.shape, Y_out.shape, KH, KW, SH, SW, n_threads, "maxpool2d_forward",
+                         PH, PW)
     if (argmax_out.shape[0], argmax_out.shape[1], argmax_out.shape[2], argmax_out.shape[3]) != \
             (Y_out.shape[0], Y_out.shape[1], Y_out.shape[2], Y_out.shape[3]):
         raise ValueError("maxpool2d_forward: argmax_out must have the shape of Y_out")
@@ -274,7 +548,7 @@ def maxpool2d_forward(const floating[:, :, :, ::1] X, floating[:, :, :, ::1] Y_o
     with nogil:
         _maxpool2d_forward(&X[0, 0, 0, 0], &Y_out[0, 0, 0, 0], &argmax_out[0, 0, 0, 0],
                            X.shape[0] * X.shape[1], X.shape[2], X.shape[3], KH, KW, SH, SW,
-                           OH, OW, n_threads)
+                           PH, PW, OH, OW, n_threads)
 
 
 def maxpool2d_backward(const floating[:, :, :, ::1] dY, const int[:, :, :, ::1] argmax,
@@ -294,8 +568,6 @@ def maxpool2d_backward(const floating[:, :, :, ::1] dY, const int[:, :, :, ::1] 
         raise ValueError("maxpool2d_backward: dY, argmax and dX_out have inconsistent shapes")
     if NC == 0 or HW == 0:
         return
-    if P > HW:
-        raise ValueError("maxpool2d_backward: dY has more pixels per plane than dX_out")
     if P > 0:
         # the indices decide where we write: check them all before touching dX_out
         if HW > 2147483647:
@@ -317,24 +589,120 @@ def maxpool2d_backward(const floating[:, :, :, ::1] dY, const int[:, :, :, ::1] 
 
 
 def avgpool2d_forward(const floating[:, :, :, ::1] X, floating[:, :, :, ::1] Y_out,
-                      Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH, Py_ssize_t SW, int n_threads=1):
-    """Y_out = mean over each KH x KW window (stride SH, SW)."""
+                      Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH, Py_ssize_t SW, int n_threads=1,
+                      Py_ssize_t PH=0, Py_ssize_t PW=0, bint count_include_pad=True):
+    """Y_out = mean over each KH x KW window (stride SH, SW; padding PH, PW: the window sum over
+    the input divided by KH KW when count_include_pad, else by the input values it holds)."""
     cdef Py_ssize_t OH, OW
-    OH, OW = _check_pool(X.shape, Y_out.shape, KH, KW, SH, SW, n_threads, "avgpool2d_forward")
+    OH, OW = _check_pool(X.shape, Y_out.shape, KH, KW, SH, SW, n_threads, "avgpool2d_forward",
+                         PH, PW)
     if X.shape[0] == 0 or X.shape[1] == 0:
         return
     with nogil:
         _avgpool2d_forward(&X[0, 0, 0, 0], &Y_out[0, 0, 0, 0], X.shape[0] * X.shape[1],
-                           X.shape[2], X.shape[3], KH, KW, SH, SW, OH, OW, n_threads)
+                           X.shape[2], X.shape[3], KH, KW, SH, SW, PH, PW, OH, OW,
+                           count_include_pad, n_threads)
 
 
 def avgpool2d_backward(const floating[:, :, :, ::1] dY, floating[:, :, :, ::1] dX_out,
-                       Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH, Py_ssize_t SW, int n_threads=1):
-    """dX_out = 0, then dY / (KH KW) added over each window."""
+                       Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH, Py_ssize_t SW, int n_threads=1,
+                       Py_ssize_t PH=0, Py_ssize_t PW=0, bint count_include_pad=True):
+    """dX_out = 0, then dY / (the forward's divisor) added over each window's input values."""
     cdef Py_ssize_t OH, OW
-    OH, OW = _check_pool(dX_out.shape, dY.shape, KH, KW, SH, SW, n_threads, "avgpool2d_backward")
+    OH, OW = _check_pool(dX_out.shape, dY.shape, KH, KW, SH, SW, n_threads, "avgpool2d_backward",
+                         PH, PW)
     if dX_out.shape[0] == 0 or dX_out.shape[1] == 0:
         return
     with nogil:
         _avgpool2d_backward(&dY[0, 0, 0, 0], &dX_out[0, 0, 0, 0], dX_out.shape[0] * dX_out.shape[1],
-                            dX_out.shape[2], dX_out.shape[3], KH, KW, SH, SW, OH, OW, n_threads)
+                            dX_out.shape[2], dX_out.shape[3], KH, KW, SH, SW, PH, PW, OH, OW,
+                            count_include_pad, n_threads)
+
+
+cdef tuple _global_dims(Py_ssize_t* X_shape, Py_ssize_t* Y_shape, bint channels_last,
+                        int n_threads, str who):
+    """(N, S, C) of X (N, C, S) or (N, S, C); Y must be (N, C)."""
+    cdef Py_ssize_t N = X_shape[0], S, C
+    if n_threads < 1:
+        raise ValueError(f"{who}: n_threads must be >= 1, got {n_threads}")
+    if channels_last:
+        S, C = X_shape[1], X_shape[2]
+    else:
+        C, S = X_shape[1], X_shape[2]
+    if (Y_shape[0], Y_shape[1]) != (N, C):
+        raise ValueError(f"{who}: output/gradient has shape {(Y_shape[0], Y_shape[1])}, "
+                         f"expected {(N, C)}")
+    if S > 2147483647:
+        raise ValueError(f"{who}: more than 2**31 positions to pool over")
+    return N, S, C
+
+
+def global_avgpool_forward(const floating[:, :, ::1] X, floating[:, ::1] Y_out,
+                           bint channels_last=False, int n_threads=1):
+    """Y_out[n, c] = mean over the S positions of X (N, C, S), or (N, S, C) if channels_last."""
+    cdef Py_ssize_t N, S, C
+    N, S, C = _global_dims(X.shape, Y_out.shape, channels_last, n_threads,
+                           "global_avgpool_forward")
+    if N == 0 or C == 0:
+        return
+    if S == 0:
+        raise ValueError("global_avgpool_forward: no positions to pool over")
+    with nogil:
+        _global_pool_forward(&X[0, 0, 0], &Y_out[0, 0], NULL, N, S, C, channels_last, False,
+                             n_threads)
+
+
+def global_avgpool_backward(const floating[:, ::1] dY, floating[:, :, ::1] dX_out,
+                            bint channels_last=False, int n_threads=1):
+    """dX_out = dY / S at every position."""
+    cdef Py_ssize_t N, S, C
+    N, S, C = _global_dims(dX_out.shape, dY.shape, channels_last, n_threads,
+                           "global_avgpool_backward")
+    if N == 0 or C == 0 or S == 0:
+        return
+    with nogil:
+        _global_pool_backward(&dY[0, 0], NULL, &dX_out[0, 0, 0], N, S, C, channels_last, False,
+                              n_threads)
+
+
+def global_maxpool_forward(const floating[:, :, ::1] X, floating[:, ::1] Y_out,
+                           int[:, ::1] argmax_out, bint channels_last=False, int n_threads=1):
+    """Y_out[n, c] = max over the S positions; argmax_out[n, c] = the position of the first
+    maximum (a NaN wins: the last NaN)."""
+    cdef Py_ssize_t N, S, C
+    N, S, C = _global_dims(X.shape, Y_out.shape, channels_last, n_threads,
+                           "global_maxpool_forward")
+    if (argmax_out.shape[0], argmax_out.shape[1]) != (N, C):
+        raise ValueError("global_maxpool_forward: argmax_out must have the shape of Y_out")
+    if N == 0 or C == 0:
+        return
+    if S == 0:
+        raise ValueError("global_maxpool_forward: no positions to pool over")
+    with nogil:
+        _global_pool_forward(&X[0, 0, 0], &Y_out[0, 0], &argmax_out[0, 0], N, S, C,
+                             channels_last, True, n_threads)
+
+
+def global_maxpool_backward(const floating[:, ::1] dY, const int[:, ::1] argmax,
+                            floating[:, :, ::1] dX_out, bint channels_last=False,
+                            int n_threads=1):
+    """dX_out = 0, then dY[n, c] at position argmax[n, c] (every index checked first)."""
+    cdef Py_ssize_t N, S, C, i, n_bad = 0
+    cdef unsigned int uS
+    cdef const int* a
+    N, S, C = _global_dims(dX_out.shape, dY.shape, channels_last, n_threads,
+                           "global_maxpool_backward")
+    if (argmax.shape[0], argmax.shape[1]) != (N, C):
+        raise ValueError("global_maxpool_backward: argmax must have the shape of dY")
+    if N == 0 or C == 0 or S == 0:
+        return
+    a = &argmax[0, 0]
+    uS = <unsigned int>S
+    with nogil:
+        for i in range(N * C):
+            n_bad += <unsigned int>a[i] >= uS
+    if n_bad:
+        raise ValueError(f"global_maxpool_backward: {n_bad} argmax entries outside [0, {S})")
+    with nogil:
+        _global_pool_backward(&dY[0, 0], a, &dX_out[0, 0, 0], N, S, C, channels_last, True,
+                              n_threads)

@@ -25,10 +25,11 @@ from collections import namedtuple
 
 import numpy as np
 
-from nnc.layers import (AvgPool2D, Bidirectional, Conv1D, Conv2D, Dense, Dropout, Embedding,
-                        Flatten, GRU, Identity, LayerNorm, LeakyReLU, LSTM, MaxPool2D,
-                        MultiHeadSelfAttention, PositionalEmbedding, ReLU, Residual, Sigmoid,
-                        SimpleRNN, Tanh, TransformerEncoderBlock)
+from nnc.layers import (AvgPool1D, AvgPool2D, BatchNorm, Bidirectional, Conv1D, Conv2D, Dense,
+                        Dropout, Embedding, Flatten, GlobalAvgPool, GlobalMaxPool, GRU, Identity,
+                        LayerNorm, LeakyReLU, LSTM, MaxPool1D, MaxPool2D, MultiHeadSelfAttention,
+                        PositionalEmbedding, ReLU, Residual, Sigmoid, SimpleRNN, Tanh,
+                        TransformerEncoderBlock)
 from nnc.layers._positional import sinusoidal_table
 
 LayerExporter = namedtuple("LayerExporter", ["export", "input_dtype"])
@@ -172,26 +173,57 @@ def _conv(g, layer, x):
 
 
 def _pool_config(layer):
+    """(kernel, strides, pads per spatial axis) of a 1-D or 2-D pool from its config."""
     cfg = layer.get_config()
+    if isinstance(layer, (MaxPool1D, AvgPool1D)):
+        kernel, pads = [cfg["pool_size"]], [cfg.get("padding", 0)]
+        return kernel, kernel if cfg["stride"] is None else [cfg["stride"]], pads
     kernel = list(cfg["pool_size"])
     strides = kernel if cfg["stride"] is None else list(cfg["stride"])
-    return kernel, strides
+    return kernel, strides, list(cfg.get("padding", [0, 0]))
 
 
-@register(MaxPool2D)
+@register(MaxPool2D, MaxPool1D)
 def _max_pool(g, layer, x):
-    kernel, strides = _pool_config(layer)
-    return g.op("MaxPool", [x], "max_pool", kernel_shape=kernel, strides=strides)
+    """MaxPool (it has a float64 kernel); its pads are -inf, as nnc's."""
+    kernel, strides, pads = _pool_config(layer)
+    return g.op("MaxPool", [x], "max_pool", kernel_shape=kernel, strides=strides,
+                pads=pads + pads)
 
 
-@register(AvgPool2D)
+@register(AvgPool2D, AvgPool1D)
 def _avg_pool(g, layer, x):
-    kernel, strides = _pool_config(layer)
+    """AveragePool (with count_include_pad) in float32; in float64 the window sum by strided
+    slices of the zero-padded input, divided by the window size or by each window's count of
+    input values (a constant)."""
+    kernel, strides, pads = _pool_config(layer)
+    include_pad = layer.get_config()["count_include_pad"]
     if g.native("AveragePool"):
-        return g.op("AveragePool", [x], "avg_pool", kernel_shape=kernel, strides=strides)
-    slices = _window_slices(g, x, kernel, strides, list(layer.output_shape[1:]))
+        return g.op("AveragePool", [x], "avg_pool", kernel_shape=kernel, strides=strides,
+                    pads=pads + pads, count_include_pad=int(include_pad))
+    out_spatial = list(layer.output_shape[1:])
+    slices = _window_slices(g, _pad_spatial(g, x, pads), kernel, strides, out_spatial)
     total = slices[0] if len(slices) == 1 else g.op("Sum", slices, "window_sum")
-    return g.op("Mul", [total, g.const(1.0 / np.prod(kernel), "inv_window")], "avg_pool")
+    if include_pad or not any(pads):
+        return g.op("Mul", [total, g.const(1.0 / np.prod(kernel), "inv_window")], "avg_pool")
+    # input values per window: the same window sums over a padded map of ones
+    ones = np.pad(np.ones(layer.input_shape[1:]), [(p, p) for p in pads])
+    count = np.zeros(out_spatial)
+    for offset in itertools.product(*[range(k) for k in kernel]):
+        index = tuple(slice(o, o + (n - 1) * s + 1, s)
+                      for o, n, s in zip(offset, out_spatial, strides))
+        count += ones[index]
+    return g.op("Div", [total, g.const(count, "window_count")], "avg_pool")
+
+
+@register(GlobalAvgPool, GlobalMaxPool)
+def _global_pool(g, layer, x):
+    """ReduceMean / ReduceMax over the positions (both have float64 kernels): every sample axis
+    but the first (channels first) or the last (channels last)."""
+    rank = len(layer.input_shape)
+    axes = list(range(1, rank)) if layer._channels_last else list(range(2, rank + 1))
+    op = "ReduceMax" if isinstance(layer, GlobalMaxPool) else "ReduceMean"
+    return g.reduce(op, x, axes, "global_pool", keepdims=0)
 
 
 # --------------------------------------------------------------------------- recurrent
@@ -358,6 +390,27 @@ def _layer_norm(g, layer, x):
     rstd = g.op("Div", [g.const(1.0, "one"), std], "ln_rstd")
     y = g.op("Mul", [d, g.op("Mul", [rstd, g.const(gamma, "ln_gamma")], "ln_scale")], "ln_scaled")
     return g.op("Add", [y, g.const(beta, "ln_beta")], "layer_norm")
+
+
+@register(BatchNorm)
+def _batch_norm(g, layer, x):
+    """Prediction mode (running statistics).  float32: ONNX's BatchNormalization; float64 (its
+    epsilon attribute is a 32-bit float): y = (x - running_mean) a + beta with
+    a = gamma / sqrt(running_var + eps) computed here in float64, as the kernel computes it."""
+    cfg = layer.get_config()
+    weights = layer.get_weights()
+    mean, var = weights[-2], weights[-1]
+    C = mean.shape[0]
+    gamma, beta = (weights[0], weights[1]) if cfg["affine"] else (np.ones(C), np.zeros(C))
+    if g.dtype == np.float32:
+        return g.op("BatchNormalization", [x, g.const(gamma, "bn_gamma"), g.const(beta, "bn_beta"),
+                                           g.const(mean, "bn_mean"), g.const(var, "bn_var")],
+                    "batch_norm", epsilon=cfg["eps"])
+    channel = (C,) + (1,) * (len(layer.input_shape) - 1)     # broadcast over the positions
+    a = gamma * (1.0 / np.sqrt(var + cfg["eps"]))
+    d = g.op("Sub", [x, g.const(mean.reshape(channel), "bn_mean")], "bn_centred")
+    y = g.op("Mul", [d, g.const(a.reshape(channel), "bn_scale")], "bn_scaled")
+    return g.op("Add", [y, g.const(beta.reshape(channel), "bn_beta")], "batch_norm")
 
 
 @register(Embedding, input_dtype=lambda layer, dtype: np.int64)

@@ -9,11 +9,12 @@ from nnc.layers._base import Layer, ParamSpec
 from nnc.layers._dense import Dense
 from nnc.layers._activations import Identity, Sigmoid, Tanh, ReLU, LeakyReLU
 from nnc.layers._conv import Conv2D, Conv1D
-from nnc.layers._pool import MaxPool2D, AvgPool2D
+from nnc.layers._pool import (MaxPool2D, AvgPool2D, MaxPool1D, AvgPool1D, GlobalAvgPool,
+                              GlobalMaxPool)
 from nnc.layers._reshape import Flatten
 from nnc.layers._dropout import Dropout
 from nnc.layers._recurrent import SimpleRNN, LSTM, GRU, Bidirectional
-from nnc.layers._norm import LayerNorm
+from nnc.layers._norm import LayerNorm, BatchNorm
 from nnc.layers._embedding import Embedding
 from nnc.layers._container import Residual
 from nnc.layers._attention import MultiHeadSelfAttention, TransformerEncoderBlock
@@ -21,5 +22,6 @@ from nnc.layers._positional import PositionalEmbedding
 
 __all__ = ["Layer", "ParamSpec", "Dense", "Identity", "Sigmoid", "Tanh", "ReLU", "LeakyReLU",
            "Conv2D", "Conv1D", "MaxPool2D", "AvgPool2D", "Flatten", "Dropout",
-           "SimpleRNN", "LSTM", "GRU", "Bidirectional", "LayerNorm", "Embedding", "Residual",
+           "SimpleRNN", "LSTM", "GRU", "Bidirectional", "LayerNorm", "BatchNorm", "Embedding",
+           "MaxPool1D", "AvgPool1D", "GlobalAvgPool", "GlobalMaxPool", "Residual",
            "MultiHeadSelfAttention", "TransformerEncoderBlock", "PositionalEmbedding"]

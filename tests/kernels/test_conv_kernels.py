@@ -374,3 +374,110 @@ def test_dropout_kernels_reject_inconsistent_buffers():
         _dropout.dropout_forward(a, a, -0.1, a, a)
     with pytest.raises(ValueError):
         _dropout.dropout_backward(a, a, np.zeros(6))
+
+
+# ------------------------------------------------------------------------------------ padding
+# (N, C, H, W, pool, stride, padding); the last case is large enough for the threaded passes
+PAD_POOL_CASES = [
+    (2, 3, 5, 5, (2, 2), (2, 2), (1, 1)),
+    (1, 2, 7, 6, (3, 3), (2, 1), (1, 0)),
+    (2, 1, 1, 9, (1, 4), (1, 3), (0, 2)),
+    (4, 8, 32, 33, (3, 3), (2, 2), (1, 1)),
+]
+
+
+@pytest.mark.parametrize("case", PAD_POOL_CASES)
+@pytest.mark.parametrize("include_pad", [True, False])
+def test_padded_pool_kernels_match_reference_at_any_thread_count(case, include_pad, dtype, rng):
+    N, C, H, W, pool, stride, pad = case
+    X = rng.permutation(N * C * H * W).reshape(N, C, H, W).astype(dtype) / 7  # no ties
+    OH, OW = (ref.out_size(H, pool[0], stride[0], pad[0]),
+              ref.out_size(W, pool[1], stride[1], pad[1]))
+    dY = rng.standard_normal((N, C, OH, OW)).astype(dtype)
+    rY, rarg = ref.maxpool2d_forward(X, pool, stride, pad)
+    rYa = ref.avgpool2d_forward(X, pool, stride, pad, include_pad)
+    rdXa = ref.avgpool2d_backward(dY, X.shape, pool, stride, padding=pad,
+                                  count_include_pad=include_pad)
+    out = []
+    for n_threads in (1, 2):
+        Y, arg = np.full(rY.shape, np.nan, dtype), np.full(rY.shape, -1, np.intc)
+        Ya, dX, dXa = np.full(rY.shape, np.nan, dtype), np.full_like(X, np.nan), \
+            np.full_like(X, np.nan)
+        _pool.maxpool2d_forward(X, Y, arg, *pool, *stride, n_threads, *pad)
+        _pool.maxpool2d_backward(dY, arg, dX, n_threads)
+        _pool.avgpool2d_forward(X, Ya, *pool, *stride, n_threads, *pad, include_pad)
+        _pool.avgpool2d_backward(dY, dXa, *pool, *stride, n_threads, *pad, include_pad)
+        np.testing.assert_array_equal(Y, rY)
+        np.testing.assert_array_equal(arg, rarg)
+        assert_close(dX, ref.maxpool2d_backward(dY, X, pool, stride, pad), dtype)
+        assert_close(Ya, rYa, dtype)
+        assert_close(dXa, rdXa, dtype)
+        out.append((Y, arg, dX, Ya, dXa))
+    for a, b_ in zip(*out):
+        np.testing.assert_array_equal(a, b_)
+
+
+def test_padded_pool_kernels_reject_bad_geometry():
+    X = np.zeros((1, 1, 5, 5))
+    Y = np.zeros((1, 1, 3, 3))
+    arg = np.zeros((1, 1, 3, 3), np.intc)
+    for call in [lambda: _pool.maxpool2d_forward(X, Y, arg, 2, 2, 2, 2, 1, 2, 0),  # pad > K/2
+                 lambda: _pool.avgpool2d_forward(X, Y, 2, 2, 2, 2, 1, -1, 0),
+                 lambda: _pool.avgpool2d_backward(Y, X, 3, 3, 2, 2, 1, 1, 2),
+                 lambda: _pool.maxpool2d_forward(X, np.zeros((1, 1, 2, 2)), arg, 2, 2, 2, 2, 1,
+                                                 1, 1)]:                           # Y wrong size
+        with pytest.raises(ValueError):
+            call()
+
+
+# ------------------------------------------------------------------------------------ global pools
+
+GLOBAL_KERNEL_CASES = [(3, 4, 5, False), (3, 4, 5, True), (2, 1, 1, False), (1, 7, 1, True),
+                       (16, 64, 40, False), (16, 40, 64, True)]     # last two: threaded
+
+
+@pytest.mark.parametrize("N,A,B,channels_last", GLOBAL_KERNEL_CASES)
+def test_global_pool_kernels_match_reference_at_any_thread_count(N, A, B, channels_last, dtype,
+                                                                  rng):
+    X = rng.permutation(N * A * B).reshape(N, A, B).astype(dtype) / 7      # no ties
+    C = B if channels_last else A
+    dY = rng.standard_normal((N, C)).astype(dtype)
+    rY, rarg = ref.global_pool_forward(X, True, channels_last)
+    rYa = ref.global_pool_forward(X, False, channels_last)[0]
+    rdX = ref.global_pool_backward(dY, X, True, channels_last)
+    rdXa = ref.global_pool_backward(dY, X, False, channels_last)
+    for n_threads in (1, 2, 3):
+        Y, arg, Ya = np.full((N, C), np.nan, dtype), np.full((N, C), -1, np.intc), \
+            np.full((N, C), np.nan, dtype)
+        dX, dXa = np.full_like(X, np.nan), np.full_like(X, np.nan)
+        _pool.global_maxpool_forward(X, Y, arg, channels_last, n_threads)
+        _pool.global_maxpool_backward(dY, arg, dX, channels_last, n_threads)
+        _pool.global_avgpool_forward(X, Ya, channels_last, n_threads)
+        _pool.global_avgpool_backward(dY, dXa, channels_last, n_threads)
+        np.testing.assert_array_equal(Y, rY)
+        np.testing.assert_array_equal(arg, rarg)
+        np.testing.assert_array_equal(dX, rdX)
+        assert_close(Ya, rYa, dtype)
+        assert_close(dXa, rdXa, dtype)
+
+
+def test_global_pool_kernels_reject_bad_buffers():
+    X = np.zeros((2, 3, 4))
+    Y = np.zeros((2, 3))
+    arg = np.zeros((2, 3), np.intc)
+    bad = [lambda: _pool.global_avgpool_forward(X, np.zeros((2, 4))),
+           lambda: _pool.global_avgpool_forward(X, np.zeros((2, 3)), True),    # C is 4 then
+           lambda: _pool.global_maxpool_forward(X, Y, np.zeros((2, 4), np.intc)),
+           lambda: _pool.global_avgpool_backward(Y, np.zeros((3, 3, 4))),
+           lambda: _pool.global_maxpool_backward(Y, np.zeros((1, 3), np.intc), X),
+           lambda: _pool.global_avgpool_forward(X, Y, n_threads=0),
+           lambda: _pool.global_avgpool_forward(np.zeros((2, 3, 0)), Y)]
+    for call in bad:
+        with pytest.raises(ValueError):
+            call()
+    for value in (-1, 4, 2**31 - 1):
+        arg[1, 2] = value
+        dX = np.full_like(X, 7.0)
+        with pytest.raises(ValueError, match="argmax"):
+            _pool.global_maxpool_backward(Y, arg, dX)
+        assert np.all(dX == 7.0)     # nothing written

@@ -97,3 +97,79 @@ def test_layernorm_kernels_reject_bad_buffers():
     for call in bad:
         with pytest.raises(ValueError):
             call()
+
+
+# ------------------------------------------------------------------------------------ BatchNorm
+
+def _bn_run(X, gamma, beta, rm, rv, dY, training, momentum, eps, n_threads, need_dX=True):
+    N, C, S = X.shape
+    dtype = X.dtype
+    rm, rv = rm.copy(), rv.copy()
+    Y = np.full_like(X, np.nan)
+    stats = np.full((2, C), np.nan, dtype)
+    _norm.batchnorm_forward(X, Y, gamma, beta, rm, rv, stats[0], stats[1], np.empty((2, C)),
+                            training, momentum, eps, n_threads)
+    dX = np.full_like(X, np.nan)
+    grads = np.full((4, C), np.nan, dtype)
+    _norm.batchnorm_backward(dY, X, stats[0], stats[1], gamma, dX, *grads,
+                             np.empty((3, C), dtype), np.empty((2, C)), training, need_dX,
+                             n_threads)
+    return Y, rm, rv, dX, grads
+
+
+@pytest.mark.parametrize("N, C, S", [(1, 1, 1), (2, 3, 1), (7, 5, 1), (3, 4, 9), (1, 2, 5),
+                                     (16, 8, 64)])
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_batchnorm_kernels_match_reference(N, C, S, training, n_threads, dtype, rng):
+    X = (rng.standard_normal((N, C, S)) * 2 + 3).astype(dtype)
+    gamma, beta = (rng.standard_normal(C).astype(dtype) for _ in range(2))
+    rm = rng.standard_normal(C).astype(dtype)
+    rv = rng.uniform(0.5, 2, C).astype(dtype)
+    dY = rng.standard_normal(X.shape).astype(dtype)
+    Y, rm2, rv2, dX, grads = _bn_run(X, gamma, beta, rm, rv, dY, training, 0.2, 1e-5, n_threads)
+    rY, rrm, rrv, _, _ = ref.batchnorm_forward(X, gamma, beta, rm, rv, training, 0.2, 1e-5)
+    assert Y.dtype == dX.dtype == grads.dtype == dtype
+    assert_close(Y, rY, dtype)
+    assert_close(rm2, rrm, dtype)
+    assert_close(rv2, rrv, dtype)
+    for got, want in zip((dX, *grads), ref.batchnorm_backward(dY, X, gamma, rm, rv, training,
+                                                              1e-5)):
+        assert_close(got, want, dtype)
+    _, _, _, dX, grads2 = _bn_run(X, gamma, beta, rm, rv, dY, training, 0.2, 1e-5, n_threads,
+                                  need_dX=False)
+    assert np.isnan(dX).all()
+    np.testing.assert_array_equal(grads2, grads)
+
+
+def test_batchnorm_kernels_reject_bad_buffers():
+    X = np.zeros((2, 3, 4))
+    v3 = np.zeros(3)
+    acc, coef = np.zeros((2, 3)), np.zeros((3, 3))
+
+    def fwd(**kw):
+        args = dict(X=X, Y_out=X.copy(), gamma=v3, beta=v3, running_mean=v3.copy(),
+                    running_var=v3.copy(), mean_out=v3.copy(), rstd_out=v3.copy(), acc_ws=acc,
+                    training=True, momentum=0.1, eps=1e-5)
+        args.update(kw)
+        _norm.batchnorm_forward(*args.values())
+
+    def bwd(**kw):
+        args = dict(dY=X, X=X, mean=v3, rstd=v3, gamma=v3, dX_out=X.copy(), dgamma_out=v3.copy(),
+                    dbeta_out=v3.copy(), drunning_mean_out=v3.copy(),
+                    drunning_var_out=v3.copy(), coef_ws=coef, acc_ws=acc, batch_stats=True)
+        args.update(kw)
+        _norm.batchnorm_backward(*args.values())
+
+    fwd()
+    bwd()
+    bad = [lambda: fwd(Y_out=np.zeros((2, 3, 5))), lambda: fwd(gamma=np.zeros(2)),
+           lambda: fwd(running_var=np.zeros(4)), lambda: fwd(acc_ws=np.zeros((2, 2))),
+           lambda: fwd(momentum=1.5), lambda: fwd(eps=0.0), lambda: fwd(mean_out=np.zeros(2)),
+           lambda: fwd(X=np.zeros((0, 3, 4)), Y_out=np.zeros((0, 3, 4))),
+           lambda: bwd(dY=np.zeros((2, 3, 5))), lambda: bwd(dX_out=np.zeros((1, 3, 4))),
+           lambda: bwd(drunning_var_out=np.zeros(2)), lambda: bwd(coef_ws=np.zeros((2, 3))),
+           lambda: bwd(rstd=np.zeros(4))]
+    for call in bad:
+        with pytest.raises(ValueError):
+            call()

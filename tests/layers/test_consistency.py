@@ -29,12 +29,17 @@ EXAMPLES = {
     "GRU": (lambda: L.GRU(3), (5, 2)),
     "Bidirectional": (lambda: L.Bidirectional(L.GRU(3)), (5, 2)),
     "LayerNorm": (lambda: L.LayerNorm(eps=1e-3), (3, 4)),
+    "BatchNorm": (lambda: L.BatchNorm(momentum=0.2), (2, 3, 3)),
     "Embedding": (lambda: L.Embedding(6, 3, padding_idx=0), (4,)),
     "Residual": (lambda: L.Residual([L.Dense(3), L.Tanh(), L.Dropout(0.2), L.Dense(2)]), (3, 2)),
     "MultiHeadSelfAttention": (lambda: L.MultiHeadSelfAttention(2, 4, dropout=0.1), (3, 4)),
     "TransformerEncoderBlock": (lambda: L.TransformerEncoderBlock(4, 2, 6, dropout=0.1),
                                 (3, 4)),
     "PositionalEmbedding": (lambda: L.PositionalEmbedding(5, 2), (3, 2)),
+    "MaxPool1D": (lambda: L.MaxPool1D(3, 2, padding=1), (2, 7)),
+    "AvgPool1D": (lambda: L.AvgPool1D(2, padding=1, count_include_pad=False), (2, 7)),
+    "GlobalAvgPool": (lambda: L.GlobalAvgPool(), (2, 3, 4)),
+    "GlobalMaxPool": (lambda: L.GlobalMaxPool("channels_last"), (5, 3)),
 }
 
 

@@ -1,11 +1,13 @@
-"""MaxPool2D / AvgPool2D layers: references, gradient checks, torch, shape fuzzing."""
+"""Pooling layers (MaxPool2D / AvgPool2D with padding, MaxPool1D / AvgPool1D, GlobalAvgPool /
+GlobalMaxPool): references, gradient checks, torch, shape fuzzing, configs and errors."""
 import json
 
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from nnc.layers import MaxPool2D, AvgPool2D
+from nnc.layers import (AvgPool1D, AvgPool2D, GlobalAvgPool, GlobalMaxPool, MaxPool1D,
+                        MaxPool2D)
 from tests._harness import build_layer, check_layer_gradients
 from tests import _reference_conv as ref
 from tests._reference_conv import assert_close
@@ -123,32 +125,245 @@ def test_pool_config_round_trip(layer):
 def test_pool_default_stride_is_pool_size():
     layer = MaxPool2D((2, 3))
     assert layer.stride == (2, 3)
-    assert layer.get_config() == {"pool_size": [2, 3], "stride": None}
+    assert layer.get_config() == {"pool_size": [2, 3], "stride": None, "padding": [0, 0]}
+    # configs written before padding existed still load
+    assert MaxPool2D(**{"pool_size": [2, 3], "stride": None}).get_config() == layer.get_config()
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(n=st.integers(1, 3), C=st.integers(1, 3), H=st.integers(1, 9), W=st.integers(1, 9),
        KH=st.integers(1, 5), KW=st.integers(1, 5), SH=st.integers(0, 3), SW=st.integers(1, 3),
-       use_max=st.booleans(), float32=st.booleans(), seed=st.integers(0, 2**16))
-def test_pool_shape_fuzz(n, C, H, W, KH, KW, SH, SW, use_max, float32, seed):
+       PH=st.integers(0, 2), PW=st.integers(0, 2), use_max=st.booleans(),
+       include_pad=st.booleans(), float32=st.booleans(), seed=st.integers(0, 2**16))
+def test_pool_shape_fuzz(n, C, H, W, KH, KW, SH, SW, PH, PW, use_max, include_pad, float32,
+                         seed):
     dtype = np.float32 if float32 else np.float64
+    extra = {} if use_max else {"count_include_pad": include_pad}
     cls = MaxPool2D if use_max else AvgPool2D
-    if SH < 1 or KH > H or KW > W:
+    if SH < 1 or PH > KH // 2 or PW > KW // 2 or KH > H + 2 * PH or KW > W + 2 * PW:
         with pytest.raises(ValueError):
-            cls((KH, KW), (SH, SW)).build((C, H, W), dtype)
+            cls((KH, KW), (SH, SW), (PH, PW), **extra).build((C, H, W), dtype)
         return
-    layer = cls((KH, KW), (SH, SW))
+    layer = cls((KH, KW), (SH, SW), (PH, PW), **extra)
     build_layer(layer, (C, H, W), n, dtype)
     rng = np.random.RandomState(seed)
     X = _no_ties(n, (C, H, W), dtype, rng)
     Y = layer.forward(X, True)
     dY = rng.standard_normal(Y.shape).astype(dtype)
     dX = layer.backward(dY.copy(), True)
+    P, S, pad = (KH, KW), (SH, SW), (PH, PW)
     if use_max:
-        Yr, _ = ref.maxpool2d_forward(X, (KH, KW), (SH, SW))
-        rdX = ref.maxpool2d_backward(dY, X, (KH, KW), (SH, SW))
+        Yr, _ = ref.maxpool2d_forward(X, P, S, pad)
+        rdX = ref.maxpool2d_backward(dY, X, P, S, pad)
     else:
-        Yr = ref.avgpool2d_forward(X, (KH, KW), (SH, SW))
-        rdX = ref.avgpool2d_backward(dY, X.shape, (KH, KW), (SH, SW))
+        Yr = ref.avgpool2d_forward(X, P, S, pad, include_pad)
+        rdX = ref.avgpool2d_backward(dY, X.shape, P, S, padding=pad,
+                                     count_include_pad=include_pad)
     assert_close(Y, Yr, dtype)
     assert_close(dX, rdX, dtype)
+
+
+# ------------------------------------------------------------------------------------ padding
+
+# (C, H, W, pool, stride, padding)
+PAD_CASES = [
+    (2, 5, 5, 2, None, 1),
+    (1, 7, 6, 3, 2, 1),
+    (2, 6, 7, (2, 4), (1, 3), (1, 2)),
+    (1, 1, 5, (1, 3), 1, (0, 1)),
+    (3, 4, 4, 4, 4, 2),                  # windows mostly padding
+]
+
+
+@pytest.mark.parametrize("case", PAD_CASES)
+@pytest.mark.parametrize("include_pad", [True, False])
+def test_padded_pools_match_reference_and_torch(case, include_pad, dtype, rng):
+    C, H, W, pool, stride, padding = case
+    P, S, pad = _pair(pool), _pair(stride if stride is not None else pool), _pair(padding)
+    X = _no_ties(3, (C, H, W), dtype, rng)
+    mx, av = MaxPool2D(pool, stride, padding), AvgPool2D(pool, stride, padding, include_pad)
+    for layer in (mx, av):
+        build_layer(layer, (C, H, W), 3, dtype)
+    Ym, Ya = np.array(mx.forward(X, True)), np.array(av.forward(X, True))
+    dY = rng.standard_normal(Ym.shape).astype(dtype)
+    dXm, dXa = mx.backward(dY.copy(), True), av.backward(dY.copy(), True)
+    np.testing.assert_array_equal(Ym, ref.maxpool2d_forward(X, P, S, pad)[0])
+    assert_close(dXm, ref.maxpool2d_backward(dY, X, P, S, pad), dtype)
+    assert_close(Ya, ref.avgpool2d_forward(X, P, S, pad, include_pad), dtype)
+    assert_close(dXa, ref.avgpool2d_backward(dY, X.shape, P, S, padding=pad,
+                                             count_include_pad=include_pad), dtype)
+    torch = pytest.importorskip("torch")
+    F_ = torch.nn.functional
+    for Y, dX, fn in [(Ym, dXm, lambda t: F_.max_pool2d(t, P, S, pad)),
+                      (Ya, dXa, lambda t: F_.avg_pool2d(t, P, S, pad,
+                                                        count_include_pad=include_pad))]:
+        tX = torch.tensor(X.astype(np.float64), requires_grad=True)
+        tY = fn(tX)
+        tY.backward(torch.tensor(dY.astype(np.float64)))
+        assert_close(Y, tY.detach().numpy(), dtype)
+        assert_close(dX, tX.grad.numpy(), dtype)
+
+
+@pytest.mark.parametrize("case", PAD_CASES)
+def test_padded_pool_gradients(case):
+    C, H, W, pool, stride, padding = case
+    X = _no_ties(3, (C, H, W), np.float64, np.random.RandomState(1))
+    for layer in (MaxPool2D(pool, stride, padding), AvgPool2D(pool, stride, padding),
+                  AvgPool2D(pool, stride, padding, count_include_pad=False)):
+        err_x, _ = check_layer_gradients(layer, (C, H, W), n=3, X=X, eps=1e-7)
+        assert err_x < 1e-6, layer
+
+
+def test_padding_validation():
+    with pytest.raises(ValueError, match="at most half the pool size"):
+        MaxPool2D(2, padding=2)
+    with pytest.raises(ValueError, match="at most half the pool size"):
+        AvgPool2D((3, 1), padding=(1, 1))
+    with pytest.raises(ValueError, match="padding must be >= 0"):
+        MaxPool2D(3, padding=-1)
+    with pytest.raises(TypeError, match="padding"):
+        MaxPool2D(3, padding=1.0)
+    with pytest.raises(TypeError, match="count_include_pad"):
+        AvgPool2D(3, count_include_pad=None)
+    with pytest.raises(ValueError, match="padded by 1"):
+        MaxPool2D(5, padding=1).build((1, 2, 9), np.float64)
+    assert MaxPool2D(5, 1, padding=2).build((1, 1, 9), np.float64) == (1, 1, 9)   # "same"
+
+
+# ------------------------------------------------------------------------------------ 1-D pools
+
+# (C, L, pool, stride, padding)
+CASES_1D = [(2, 9, 2, None, 0), (3, 10, 3, 2, 1), (1, 7, 4, 1, 2), (2, 5, 5, 3, 0), (1, 1, 1, 1, 0)]
+
+
+@pytest.mark.parametrize("case", CASES_1D)
+@pytest.mark.parametrize("include_pad", [True, False])
+def test_1d_pools_match_reference_torch_and_gradients(case, include_pad, dtype, rng):
+    C, L, k, s, p = case
+    X = _no_ties(2, (C, L), dtype, rng)
+    stride = k if s is None else s
+    mx, av = MaxPool1D(k, s, p), AvgPool1D(k, s, p, include_pad)
+    for layer in (mx, av):
+        build_layer(layer, (C, L), 2, dtype)
+        assert layer.output_shape == (C, (L + 2 * p - k) // stride + 1)
+    Ym, Ya = np.array(mx.forward(X, True)), np.array(av.forward(X, True))
+    dY = rng.standard_normal(Ym.shape).astype(dtype)
+    dXm, dXa = mx.backward(dY.copy(), True), av.backward(dY.copy(), True)
+    assert Ym.shape == Ya.shape == (2,) + mx.output_shape and dXm.shape == X.shape
+    X4, dY4 = X[:, :, None], dY[:, :, None]
+    P, S, pad = (1, k), (1, stride), (0, p)
+    np.testing.assert_array_equal(Ym, ref.maxpool2d_forward(X4, P, S, pad)[0][:, :, 0])
+    assert_close(dXm, ref.maxpool2d_backward(dY4, X4, P, S, pad)[:, :, 0], dtype)
+    assert_close(Ya, ref.avgpool2d_forward(X4, P, S, pad, include_pad)[:, :, 0], dtype)
+    assert_close(dXa, ref.avgpool2d_backward(dY4, X4.shape, P, S, padding=pad,
+                                             count_include_pad=include_pad)[:, :, 0], dtype)
+    if dtype == np.float64:
+        for layer in (MaxPool1D(k, s, p), AvgPool1D(k, s, p, include_pad)):
+            err_x, _ = check_layer_gradients(layer, (C, L), n=2, X=X, eps=1e-7)
+            assert err_x < 1e-6
+    torch = pytest.importorskip("torch")
+    F_ = torch.nn.functional
+    for Y, dX, fn in [(Ym, dXm, lambda t: F_.max_pool1d(t, k, stride, p)),
+                      (Ya, dXa, lambda t: F_.avg_pool1d(t, k, stride, p,
+                                                        count_include_pad=include_pad))]:
+        tX = torch.tensor(X.astype(np.float64), requires_grad=True)
+        fn(tX).backward(torch.tensor(dY.astype(np.float64)))
+        assert_close(Y, fn(torch.tensor(X.astype(np.float64))).numpy(), dtype)
+        assert_close(dX, tX.grad.numpy(), dtype)
+
+
+def test_1d_pool_config_and_errors():
+    layer = AvgPool1D(3, padding=1, count_include_pad=False)
+    config = json.loads(json.dumps(layer.get_config()))
+    assert config == {"pool_size": 3, "stride": None, "padding": 1, "count_include_pad": False}
+    assert AvgPool1D(**config).get_config() == config
+    assert MaxPool1D(4, 2).get_config() == {"pool_size": 4, "stride": 2, "padding": 0}
+    with pytest.raises(TypeError, match="pool_size"):
+        MaxPool1D((2, 2))
+    with pytest.raises(ValueError, match="stride"):
+        MaxPool1D(2, 0)
+    with pytest.raises(ValueError, match="at most half"):
+        MaxPool1D(3, padding=2)
+    with pytest.raises(TypeError, match="padding"):
+        MaxPool1D(3, padding=(1, 1))
+    with pytest.raises(ValueError, match=r"\(C, L\) samples"):
+        MaxPool1D(2).build((2, 3, 4), np.float64)
+    with pytest.raises(ValueError, match="larger than the input"):
+        AvgPool1D(5).build((2, 4), np.float64)
+
+
+# ------------------------------------------------------------------------------------ global pools
+
+# (sample shape, data_format, channels_last)
+GLOBAL_CASES = [((3, 4, 5), None, False), ((3, 4, 5), "channels_last", True),
+                ((4, 6), "channels_first", False), ((6, 4), "channels_last", True),
+                ((2, 1), "channels_first", False), ((1, 3), "channels_last", True),
+                ((2, 3, 2, 2), "channels_first", False)]
+
+
+@pytest.mark.parametrize("case", GLOBAL_CASES)
+@pytest.mark.parametrize("cls", [GlobalAvgPool, GlobalMaxPool])
+def test_global_pools_match_reference_and_gradients(case, cls, dtype, rng):
+    shape, fmt, last = case
+    layer = cls(fmt)
+    build_layer(layer, shape, 3, dtype)
+    C = shape[-1] if last else shape[0]
+    assert layer.output_shape == (C,)
+    X = _no_ties(3, shape, dtype, rng)
+    is_max = cls is GlobalMaxPool
+    Y = layer.forward(X, True)
+    assert Y.shape == (3, C) and Y.dtype == dtype
+    assert_close(Y, ref.global_pool_forward(X, is_max, last)[0], dtype)
+    dY = rng.standard_normal(Y.shape).astype(dtype)
+    dX = layer.backward(dY.copy(), True)
+    assert_close(dX, ref.global_pool_backward(dY, X, is_max, last), dtype)
+    assert layer.backward(dY.copy(), False) is None
+    if dtype == np.float64:
+        err_x, _ = check_layer_gradients(cls(fmt), shape, n=3, X=X, eps=1e-7)
+        assert err_x < 1e-6
+
+
+@pytest.mark.parametrize("cls", [GlobalAvgPool, GlobalMaxPool])
+def test_global_pools_match_torch(cls, rng):
+    torch = pytest.importorskip("torch")
+    op = torch.amax if cls is GlobalMaxPool else torch.mean
+    for shape, fmt, dims in [((3, 4, 5), None, (2, 3)), ((6, 4), "channels_last", (1,)),
+                             ((4, 6), "channels_first", (2,))]:
+        layer = cls(fmt)
+        build_layer(layer, shape, 2)
+        X = _no_ties(2, shape, np.float64, rng)
+        dY = rng.standard_normal((2, layer.output_shape[0]))
+        tX = torch.tensor(X, requires_grad=True)
+        tY = op(tX, dim=dims)
+        tY.backward(torch.tensor(dY))
+        np.testing.assert_allclose(layer.forward(X, True), tY.detach().numpy(), rtol=1e-13,
+                                   atol=1e-15)
+        np.testing.assert_allclose(layer.backward(dY.copy(), True), tX.grad.numpy(), rtol=1e-13,
+                                   atol=1e-15)
+
+
+def test_global_maxpool_ties_and_nan_follow_pytorch():
+    layer = GlobalMaxPool("channels_last")
+    build_layer(layer, (4, 2), 2)
+    X = np.array([[[1.0, np.nan], [3.0, 2.0], [3.0, np.nan], [0.0, 5.0]],
+                  [[2.0, 1.0], [2.0, 1.0], [1.0, 1.0], [2.0, 0.0]]])
+    Y = layer.forward(X, True)
+    assert Y[0, 0] == 3.0 and np.isnan(Y[0, 1]) and Y[1].tolist() == [2.0, 1.0]
+    dX = layer.backward(np.ones((2, 2)), True)
+    # first maximum wins a tie; the last NaN wins
+    assert dX[0, :, 0].tolist() == [0, 1, 0, 0] and dX[0, :, 1].tolist() == [0, 0, 1, 0]
+    assert dX[1, :, 0].tolist() == [1, 0, 0, 0] and dX[1, :, 1].tolist() == [1, 0, 0, 0]
+
+
+def test_global_pool_data_format():
+    with pytest.raises(ValueError, match=r"data_format='channels_last' pools the 6 positions"):
+        GlobalAvgPool().build((6, 4), np.float64)
+    with pytest.raises(ValueError, match="data_format must be"):
+        GlobalMaxPool("NHWC")
+    with pytest.raises(ValueError, match="channel axis and positions"):
+        GlobalAvgPool("channels_last").build((5,), np.float64)
+    assert GlobalAvgPool().build((3, 4, 5), np.float64) == (3,)
+    assert GlobalAvgPool("channels_last").build((3, 4, 5), np.float64) == (5,)
+    layer = GlobalMaxPool("channels_last")
+    assert GlobalMaxPool(**json.loads(json.dumps(layer.get_config()))).get_config() == \
+        {"data_format": "channels_last"}

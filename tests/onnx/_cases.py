@@ -32,6 +32,20 @@ CASES = {
     "maxpool_overlap": (lambda: [L.MaxPool2D((2, 3), stride=1)], (2, 5, 6), "mse"),
     "avgpool": (lambda: [L.AvgPool2D(2)], (2, 5, 5), "mse"),
     "avgpool_strided": (lambda: [L.AvgPool2D((2, 3), stride=(1, 2))], (2, 5, 7), "mse"),
+    "maxpool_pad": (lambda: [L.MaxPool2D(3, stride=2, padding=1)], (2, 6, 7), "mse"),
+    "avgpool_pad": (lambda: [L.AvgPool2D((2, 3), stride=1, padding=(1, 1))], (2, 4, 5), "mse"),
+    "avgpool_pad_exclude": (lambda: [L.AvgPool2D(3, stride=2, padding=1,
+                                                 count_include_pad=False)], (2, 6, 5), "mse"),
+    "maxpool1d_pad": (lambda: [L.MaxPool1D(3, stride=2, padding=1)], (2, 9), "mse"),
+    "avgpool1d": (lambda: [L.AvgPool1D(2)], (3, 7), "mse"),
+    "avgpool1d_pad_exclude": (lambda: [L.AvgPool1D(4, stride=1, padding=2,
+                                                   count_include_pad=False)], (2, 6), "mse"),
+    "global_avg_2d": (lambda: [L.GlobalAvgPool()], (3, 4, 5), "mse"),
+    "global_max_seq": (lambda: [L.GlobalMaxPool("channels_last")], (6, 4), "mse"),
+    "global_avg_seq_stack": (lambda: [L.Embedding(9, 4), L.GlobalAvgPool("channels_last"),
+                                      L.Dense(2)], (7,), "softmax_cross_entropy"),
+    "global_max_conv1d_stack": (lambda: [L.Conv1D(3, 3, padding=1), L.GlobalMaxPool(
+        "channels_first"), L.Dense(2)], (2, 8), "mse"),
     "cnn_stack": (lambda: [L.Conv2D(4, 3, padding=1), L.ReLU(), L.MaxPool2D(2),
                            L.Conv2D(3, 2), L.Tanh(), L.AvgPool2D(2), L.Flatten(), L.Dense(3)],
                   (1, 8, 8), "softmax_cross_entropy"),
@@ -43,6 +57,11 @@ CASES = {
     "layer_norm": (lambda: [L.LayerNorm()], (3, 5), "mse"),
     "layer_norm_2d_plain": (lambda: [L.LayerNorm((3, 4), eps=1e-3, elementwise_affine=False)],
                             (2, 3, 4), "mse"),
+    "batch_norm_1d": (lambda: [L.BatchNorm()], (5,), "mse"),
+    "batch_norm_seq_plain": (lambda: [L.BatchNorm(affine=False, eps=1e-3)], (3, 7), "mse"),
+    "batch_norm_2d_stack": (lambda: [L.Conv2D(3, 3, padding=1), L.BatchNorm(momentum=0.3),
+                                     L.ReLU(), L.Flatten(), L.Dense(2)], (2, 5, 4),
+                            "softmax_cross_entropy"),
     "embedding": (lambda: [L.Embedding(11, 4)], (6,), "mse"),
     "embedding_stack": (lambda: [L.Embedding(9, 5, padding_idx=0), L.LayerNorm(), L.GRU(3),
                                  L.Dense(2)], (7,), "softmax_cross_entropy"),
@@ -73,4 +92,5 @@ for _name, _cls in _RNNS.items():
                     L.Bidirectional(cls(3, return_sequences=seq), merge=merge)],
                 (4, 2), "mse")
 
-DECOMPOSED = (L.Conv2D, L.Conv1D, L.AvgPool2D, L.SimpleRNN, L.LSTM, L.GRU, L.Bidirectional)
+DECOMPOSED = (L.Conv2D, L.Conv1D, L.AvgPool2D, L.AvgPool1D, L.SimpleRNN, L.LSTM, L.GRU,
+              L.Bidirectional)
