@@ -173,7 +173,7 @@ cdef void _heads_forward(const floating* QKV, floating* P, floating* M, floating
             S = P + (i * H + h) * TT if keep else P
             _gemm(NoTrans, Trans_, <blas_int>T, <blas_int>T, <blas_int>E, scale,
                   q, <blas_int>D3, q + D, <blas_int>D3, <floating>0.0, S, <blas_int>T)
-            _masked_softmax(S, T, NULL if kmask == NULL else kmask + i * T, causal)
+            _masked_softmax(S, T, kmask if kmask == NULL else kmask + i * T, causal)
             A = S
             if M != NULL:
                 _keep_mask(M + (i * H + h) * TT, S, Pd, TT, rate, inv_keep)
@@ -199,7 +199,7 @@ cdef void _mha_forward(const floating* X, const floating* W_in, const floating* 
         _gemm(NoTrans, Trans_, <blas_int>rows, <blas_int>(3 * D), <blas_int>D, <floating>1.0,
               X + i0 * T * D, <blas_int>D, W_in, <blas_int>D, <floating>1.0, QKV,
               <blas_int>(3 * D))
-        _heads_forward(QKV, P, M, Pd, C, NULL if kmask == NULL else kmask + i0 * T, nb, T, D,
+        _heads_forward(QKV, P, M, Pd, C, kmask if kmask == NULL else kmask + i0 * T, nb, T, D,
                        H, causal, keep, rate)
         _bias_rows(Y + i0 * T * D, b_out, rows, D)
         _gemm(NoTrans, Trans_, <blas_int>rows, <blas_int>D, <blas_int>D, <floating>1.0,
