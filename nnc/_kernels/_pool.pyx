@@ -5,7 +5,11 @@ PH, PW padding, OH = (H + 2 PH - KH) // SH + 1, OW = (W + 2 PW - KW) // SW + 1. 
 one (n, c) pair: the loops run prange over the N C planes (static schedule, each plane
 independent) once a pass touches 32K elements, serially below that.  Measured (float32, 1
 thread, 64x8x26x26, 2x2): max forward 103 µs (a branchy scalar scan took 1.3 ms; PyTorch 2.13
-takes ~1.9 ms), backward 75 µs.  1-D pooling is the H = KH = 1 case.
+takes ~1.9 ms), backward 75 µs.  Other windows scan up to 32 outputs of a row side
+by side (_maxpool_row_seg): 3x3 stride 2 on 64x16x32x32 went from ~30 ms to ~4 ms per forward
+(one scan per window was a chain of dependent loads and compares; both timed on a busy 2-core
+machine, `benchmarks/bench_layers.py --only "MaxPool2D 3/2/1"` re-measures the layer).  1-D
+pooling is the H = KH = 1 case.
 
 Padding (PyTorch's rules: at most half the window, so every window holds an input value) is
 handled by clipping each window to the input, never by a padded copy: max pooling then pads with
@@ -55,24 +59,6 @@ cdef inline Py_ssize_t _takes(floating v, floating best) noexcept nogil:
 # (no SSE2 blend), which mispredicted on every other comparison with random activations: the
 # 2x2 layer of the benchmark (64x8x26x26) took 1.3 ms per forward; branch-free it takes ~0.1 ms.
 
-cdef void _maxpool_plane(const floating* X, floating* Y, int* arg, Py_ssize_t H, Py_ssize_t W,
-                         Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH, Py_ssize_t SW,
-                         Py_ssize_t OH, Py_ssize_t OW) noexcept nogil:
-    """Y[oh, ow] = max of the window, arg[oh, ow] = its flat index in the plane."""
-    cdef Py_ssize_t oh, ow, kh, kw, base, idx, best_i, t
-    for oh in range(OH):
-        for ow in range(OW):
-            base = oh * SH * W + ow * SW
-            best_i = base
-            for kh in range(KH):
-                for kw in range(KW):
-                    idx = base + kh * W + kw
-                    t = _takes(X[idx], X[best_i])
-                    best_i += (-t) & (idx - best_i)
-            Y[oh * OW + ow] = X[best_i]
-            arg[oh * OW + ow] = <int>best_i
-
-
 cdef void _maxpool2x2_plane(const floating* X, floating* Y, int* arg, Py_ssize_t W,
                             Py_ssize_t OH, Py_ssize_t OW) noexcept nogil:
     """The 2x2 stride-2 case of _maxpool_plane, in segments of up to 32 outputs: the pair maxima
@@ -115,31 +101,99 @@ cdef void _maxpool2x2_plane(const floating* X, floating* Y, int* arg, Py_ssize_t
             s += n
 
 
-cdef void _maxpool_plane_pad(const floating* X, floating* Y, int* arg, Py_ssize_t H,
-                             Py_ssize_t W, Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH,
-                             Py_ssize_t SW, Py_ssize_t PH, Py_ssize_t PW, Py_ssize_t OH,
-                             Py_ssize_t OW) noexcept nogil:
-    """_maxpool_plane with padding: each window clipped to the input (= -inf padding; PH <= KH / 2
-    and PW <= KW / 2 leave an input value in every window)."""
-    cdef Py_ssize_t oh, ow, h, w, hs, he, ws, we, idx, best_i, t
+cdef void _maxpool_plane(const floating* X, floating* Y, int* arg, Py_ssize_t H, Py_ssize_t W,
+                         Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH, Py_ssize_t SW,
+                         Py_ssize_t PH, Py_ssize_t PW, Py_ssize_t OH,
+                         Py_ssize_t OW) noexcept nogil:
+    """Y[oh, ow] = max of the window, arg[oh, ow] = its flat index in the plane.  Padded windows
+    are clipped to the input (= -inf padding; PH <= KH / 2 and PW <= KW / 2 leave an input value
+    in every window).  The columns whose windows lie inside the input (all of them without
+    padding) run _maxpool_row_seg; the few at the edges the clipped scalar scan."""
+    cdef Py_ssize_t oh, ow, hs, he, ws, we, lo, hi, s, n
+    # interior columns [lo, hi): ow SW - PW >= 0 and ow SW - PW + KW <= W
+    lo = (PW + SW - 1) // SW
+    hi = (W - KW + PW) // SW + 1 if W - KW + PW >= 0 else 0
+    hi = hi if hi < OW else OW
+    lo = lo if lo < hi else hi
     for oh in range(OH):
         hs = oh * SH - PH
         he = hs + KH
         hs = hs if hs > 0 else 0
         he = he if he < H else H
-        for ow in range(OW):
-            ws = ow * SW - PW
-            we = ws + KW
-            ws = ws if ws > 0 else 0
-            we = we if we < W else W
-            best_i = hs * W + ws
-            for h in range(hs, he):
-                for w in range(ws, we):
-                    idx = h * W + w
-                    t = _takes(X[idx], X[best_i])
-                    best_i += (-t) & (idx - best_i)
-            Y[oh * OW + ow] = X[best_i]
-            arg[oh * OW + ow] = <int>best_i
+        for ow in range(lo):
+            _maxpool_clipped(X, Y, arg, oh, ow, hs, he, W, KW, SW, PW, OW)
+        s = lo
+        while s < hi:
+            n = hi - s if hi - s < 32 else 32
+            _maxpool_row_seg(X, Y + oh * OW + s, arg + oh * OW + s, hs * W + s * SW - PW,
+                             he - hs, W, KW, SW, n)
+            s += n
+        for ow in range(hi, OW):
+            _maxpool_clipped(X, Y, arg, oh, ow, hs, he, W, KW, SW, PW, OW)
+
+
+cdef inline void _maxpool_clipped(const floating* X, floating* Y, int* arg, Py_ssize_t oh,
+                                  Py_ssize_t ow, Py_ssize_t hs, Py_ssize_t he, Py_ssize_t W,
+                                  Py_ssize_t KW, Py_ssize_t SW, Py_ssize_t PW,
+                                  Py_ssize_t OW) noexcept nogil:
+    """One output of a padded plane: the row-major scan of its window clipped to the input."""
+    cdef Py_ssize_t h, w, ws, we, idx, best_i, t
+    ws = ow * SW - PW
+    we = ws + KW
+    ws = ws if ws > 0 else 0
+    we = we if we < W else W
+    best_i = hs * W + ws
+    for h in range(hs, he):
+        for w in range(ws, we):
+            idx = h * W + w
+            t = _takes(X[idx], X[best_i])
+            best_i += (-t) & (idx - best_i)
+    Y[oh * OW + ow] = X[best_i]
+    arg[oh * OW + ow] = <int>best_i
+
+
+cdef inline void _maxpool_row_seg(const floating* X, floating* Y, int* arg, Py_ssize_t base,
+                                  Py_ssize_t KH, Py_ssize_t W, Py_ssize_t KW, Py_ssize_t SW,
+                                  Py_ssize_t n) noexcept nogil:
+    """n <= 32 consecutive outputs of one output row whose KH x KW windows start at
+    base + o SW (o < n) and lie inside the plane: the row-major scan of every window, run for the
+    n windows side by side (independent running maxima instead of one chain of dependent loads
+    and compares; same winner, NaN rule included)."""
+    cdef floating m[32]
+    cdef int bi[32]
+    cdef Py_ssize_t o, kh, kw, off
+    cdef floating v
+    cdef int t
+    for o in range(n):
+        m[o] = X[base + o * SW]
+        bi[o] = <int>(base + o * SW)
+    for kh in range(KH):
+        for kw in range(KW):
+            if kh == 0 and kw == 0:
+                continue
+            off = base + kh * W + kw
+            # constant strides let gcc vectorise the loads (stride 2: deinterleaving shuffles)
+            if SW == 1:
+                for o in range(n):
+                    v = X[off + o]
+                    t = (v > m[o]) | (v != v)
+                    m[o] = v if t else m[o]
+                    bi[o] = <int>(off + o) if t else bi[o]
+            elif SW == 2:
+                for o in range(n):
+                    v = X[off + 2 * o]
+                    t = (v > m[o]) | (v != v)
+                    m[o] = v if t else m[o]
+                    bi[o] = <int>(off + 2 * o) if t else bi[o]
+            else:
+                for o in range(n):
+                    v = X[off + o * SW]
+                    t = (v > m[o]) | (v != v)
+                    m[o] = v if t else m[o]
+                    bi[o] = <int>(off + o * SW) if t else bi[o]
+    for o in range(n):
+        Y[o] = m[o]
+        arg[o] = bi[o]
 
 
 cdef void _maxpool2d_forward(const floating* X, floating* Y, int* arg, Py_ssize_t NC,
@@ -160,16 +214,12 @@ cdef inline void _maxpool_one(const floating* X, floating* Y, int* arg, Py_ssize
                               Py_ssize_t H, Py_ssize_t W, Py_ssize_t KH, Py_ssize_t KW,
                               Py_ssize_t SH, Py_ssize_t SW, Py_ssize_t PH, Py_ssize_t PW,
                               Py_ssize_t OH, Py_ssize_t OW) noexcept nogil:
-    """Plane i: the unrolled 2x2 stride-2 kernel when it applies, the padded one with padding,
-    else the generic one."""
-    if PH or PW:
-        _maxpool_plane_pad(X + i * H * W, Y + i * OH * OW, arg + i * OH * OW, H, W, KH, KW, SH,
-                           SW, PH, PW, OH, OW)
-    elif KH == 2 and KW == 2 and SH == 2 and SW == 2:
+    """Plane i: the unrolled 2x2 stride-2 kernel when it applies, else the generic one."""
+    if KH == 2 and KW == 2 and SH == 2 and SW == 2 and PH == 0 and PW == 0:
         _maxpool2x2_plane(X + i * H * W, Y + i * OH * OW, arg + i * OH * OW, W, OH, OW)
     else:
         _maxpool_plane(X + i * H * W, Y + i * OH * OW, arg + i * OH * OW, H, W, KH, KW, SH, SW,
-                       OH, OW)
+                       PH, PW, OH, OW)
 
 
 cdef void _maxpool2d_backward(const floating* dY, const int* arg, floating* dX, Py_ssize_t NC,

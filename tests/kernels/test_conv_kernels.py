@@ -252,6 +252,8 @@ POOL_CASES = [
     (3, 1, 9, 7, (2, 3), (3, 1)),
     (1, 4, 5, 5, (5, 5), (1, 1)),      # global pooling
     (2, 2, 6, 9, (1, 2), (1, 3)),
+    (1, 2, 3, 100, (2, 3), (1, 1)),      # several 32-output segments per row
+    (1, 1, 5, 120, (3, 2), (2, 3)),
 ]
 
 
@@ -383,6 +385,8 @@ PAD_POOL_CASES = [
     (1, 2, 7, 6, (3, 3), (2, 1), (1, 0)),
     (2, 1, 1, 9, (1, 4), (1, 3), (0, 2)),
     (4, 8, 32, 33, (3, 3), (2, 2), (1, 1)),
+    (1, 2, 4, 150, (2, 3), (1, 1), (1, 1)),      # rows of several 32-output segments
+    (2, 1, 6, 110, (3, 5), (2, 3), (1, 2)),
 ]
 
 
@@ -481,3 +485,21 @@ def test_global_pool_kernels_reject_bad_buffers():
         with pytest.raises(ValueError, match="argmax"):
             _pool.global_maxpool_backward(Y, arg, dX)
         assert np.all(dX == 7.0)     # nothing written
+
+
+def test_padded_and_segmented_maxpool_keep_the_tie_and_nan_rules():
+    # the row-major scan's rule in every path: first maximum on ties, the last NaN wins
+    X = np.zeros((1, 1, 2, 70))
+    X[0, 0, 1, 40] = X[0, 0, 0, 41] = 3.0         # tie inside one window: the earlier row wins
+    X[0, 0, 0, 10] = X[0, 0, 1, 11] = np.nan      # two NaNs in one window: the later one
+    X[0, 0, 1, 0] = np.nan                        # a NaN in a padded edge window
+    Y = np.empty((1, 1, 3, 70))
+    arg = np.empty((1, 1, 3, 70), dtype=np.intc)
+    _pool.maxpool2d_forward(X, Y, arg, 2, 3, 1, 1, 1, 1, 1)
+    rY, rarg = ref.maxpool2d_forward(X, (2, 3), (1, 1), (1, 1))
+    np.testing.assert_array_equal(Y, rY)           # NaN == NaN for assert_array_equal
+    torch = pytest.importorskip("torch")
+    tY, targ = torch.nn.functional.max_pool2d(torch.tensor(X), (2, 3), 1, 1, return_indices=True)
+    np.testing.assert_array_equal(Y, tY.numpy())
+    np.testing.assert_array_equal(arg, targ.numpy())
+    assert arg[0, 0, 1, 41] == 41 and arg[0, 0, 2, 41] == 70 + 40 and arg[0, 0, 1, 10] == 81
