@@ -419,5 +419,8 @@ def sum_positions(const floating[:, :, ::1] dY, floating[:, ::1] dE_out):
     _expect("dE_out", (dE_out.shape[0], dE_out.shape[1]), (T, D))
     if T == 0 or D == 0:
         return
+    if N == 0:                       # no samples: a zero sum (and no &dY[0, 0, 0] to take)
+        dE_out[:, :] = 0
+        return
     with nogil:
         _col_sums(&dY[0, 0, 0], &dE_out[0, 0], N, T * D)

@@ -130,6 +130,8 @@ def test_positions_add_and_sum(dt):
     dE = np.full((3, 5), np.nan, dt)
     K.sum_positions(Y, dE)
     np.testing.assert_allclose(dE, Y.sum(axis=0), **TOL[dt])
+    K.sum_positions(Y[:0], dE)                     # no samples: zeros
+    assert not dE.any()
     with pytest.raises(ValueError, match="E must have shape"):
         K.add_positions(X, E[:2], Y)
     with pytest.raises(ValueError, match="dE_out must have shape"):
