@@ -45,5 +45,9 @@ def test_token_order_task_is_learned(body, epochs, lr):
     clf = NeuralNetClassifier(layers=layers, learning_rate=lr, batch_size=32, max_epochs=epochs,
                               random_state=0).fit(X, y)
     assert clf.classes_.tolist() == [0, 1]
+    if body == "transformer":       # the fit carried the padding mask to the attention layer
+        attn = clf.network_.layers[2].layers[0].layers[1]
+        assert isinstance(attn, L.MultiHeadSelfAttention)
+        assert attn._cache_mask is not None and not attn._cache_mask.all()
     acc = clf.score(Xt, yt)
     assert acc >= 0.95, f"{body}: test accuracy {acc:.3f}"
