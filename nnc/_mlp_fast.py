@@ -5,7 +5,8 @@ indices, loss_scale) -> epoch loss`` when the network is made only of Dense and 
 (Identity, Sigmoid, Tanh, ReLU, LeakyReLU, exact classes, any arrangement Sequential allows) and
 the optimizer is one of nnc's (its ``step`` not overridden); otherwise None, and
 ``nnc._trainer.run_epoch`` drives the generic Python loop.  ``forward_fn(net)`` returns a callable
-``fn(X, out)`` for inference (or None).  NNC_DISABLE_FAST_PATH=1 in the environment turns both off.
+``fn(X, out)`` for inference (or None).  ``nnc.set_config(fast_path=False)`` (or
+NNC_DISABLE_FAST_PATH=1 in the environment when nnc is imported) turns both off.
 
 Everything the kernels will read is validated here and again in the Cython twins (shapes, dtypes,
 contiguity, index and label ranges), so a kernel never reads or writes out of bounds.  The plan
@@ -14,10 +15,9 @@ cached on it as ``_ws_mlp_plan``; training workspaces once per batch size (``_ws
 the forward callables as ``_ws_forward`` / ``_ws_forward_copy``.  All ``_ws*`` attributes are
 dropped on pickling.
 """
-import os
-
 import numpy as np
 
+from nnc._config import _LOCAL as _CONFIG
 from nnc._interrupt import EpochInterrupted
 from nnc._kernels import _mlp
 from nnc.layers._dense import Dense
@@ -34,23 +34,10 @@ _FORWARD_CHUNK = 4096
 _TOTAL, _T, _DONE = (_mlp.RESULT_SLOTS[k] for k in ("total", "t", "done"))
 
 
-# ``os.environ.get`` costs ~0.7 us (key encoding, decoding) -- a seventh of a one-row predict.
-# os.environ keeps its data in a plain dict (``_data``, encoded keys and values, updated by every
-# os.environ / monkeypatch write), read here directly, with the public API as the fallback.
-try:
-    _ENV_DATA = os.environ._data
-    _ENV_KEY = os.environ.encodekey("NNC_DISABLE_FAST_PATH")
-    _ENV_OFF = (os.environ.encodevalue(""), os.environ.encodevalue("0"))
-except AttributeError:  # pragma: no cover - not CPython's os.environ
-    _ENV_DATA = None
-
-
 def enabled():
-    """False when NNC_DISABLE_FAST_PATH is set to anything but '' or '0'."""
-    if _ENV_DATA is not None:
-        value = _ENV_DATA.get(_ENV_KEY)
-        return value is None or value in _ENV_OFF
-    return os.environ.get("NNC_DISABLE_FAST_PATH", "0") in ("", "0")  # pragma: no cover
+    """The calling thread's ``fast_path`` config (``nnc.set_config``): one attribute read of a
+    threading.local, as cheap as the environment lookup it replaced."""
+    return _CONFIG.fast_path
 
 
 # ---------------------------------------------------------------------- the plan

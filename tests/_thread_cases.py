@@ -13,7 +13,6 @@ other's activations.  The fit cases hold a fit in the middle of its update or it
 way and check what a prediction sees meanwhile.
 """
 import json
-import os
 import sys
 import threading
 import traceback
@@ -38,13 +37,16 @@ def _rows(i):
 def _hammer(calls):
     """Run each (name, fn, X) of `calls` from N_THREADS threads, ROUNDS times each on the
     thread's own slice of X, against serial answers on the same slices (a batch of another length
-    may round differently: BLAS blocks by size); return the list of mismatches / exceptions."""
+    may round differently: BLAS blocks by size); return the list of mismatches / exceptions.
+    The threads run under the caller's nnc config (it is per thread, as scikit-learn's)."""
     problems = []
+    config = nnc.get_config()
     start = threading.Barrier(N_THREADS)
     expected = {(name, i): fn(X[_rows(i)]) for name, fn, X in calls for i in range(N_THREADS)}
 
     def work(i):
         try:
+            nnc.set_config(**config)
             start.wait()
             rows = _rows(i)
             for _ in range(ROUNDS):
@@ -112,12 +114,9 @@ def case_dense_compiled():
 
 
 def case_dense_generic():
-    os.environ["NNC_DISABLE_FAST_PATH"] = "1"
-    try:
+    with nnc.config_context(fast_path=False):
         return _sequential_case([L.Dense(12), L.Tanh(), L.Dense(7), L.LeakyReLU(0.1),
                                  L.Dense(3), L.Sigmoid()], (6,))
-    finally:
-        del os.environ["NNC_DISABLE_FAST_PATH"]
 
 
 def case_dropout():

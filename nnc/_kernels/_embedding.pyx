@@ -22,16 +22,72 @@ README's layer table; the clear is a memset of V D values, split between threads
 
 Threads: forward splits the ids into static chunks; backward splits the table's ROWS (thread t
 owns rows [lo_t, hi_t), scans every id and adds only those in its range), so no two threads write
-one row and the result is bit-identical for any thread count.  Serial below _PAR_MIN elements.
+one row and the result is bit-identical for any thread count.  The thread count is the thread
+policy's for the pass's element count (WORK_ELEMENTWISE, see nnc/_threads.py; serial below its
+threshold).
 """
 from libc.stdint cimport int64_t, uint64_t
 from libc.string cimport memcpy, memset
-from cython.parallel cimport prange
 
 from nnc._kernels._blas cimport floating
+from nnc._kernels._parallel cimport (_par_begin, _par_end, _par_run, MAX_JOBS,
+                                     WORK_ELEMENTWISE)
 
-# element count below which a pass runs on one thread (as the element-wise kernels)
-cdef Py_ssize_t _PAR_MIN = 1 << 16
+
+cdef inline int _threads_for(int n_threads, Py_ssize_t n_items, Py_ssize_t work) noexcept nogil:
+    """The thread policy's count (at most one per item) for a pass touching `work` elements;
+    pass it to _par_end when done."""
+    if n_items < 2 or n_threads < 2:
+        return 1
+    return _par_begin(n_threads if n_threads < n_items else <int>n_items, WORK_ELEMENTWISE,
+                      <double>work)
+
+
+cdef struct EmbJob:
+    bint forward, dbl
+    const int64_t* ids
+    const void* src         # W (forward) or dY (backward)
+    void* dst               # Y (forward) or dW (backward)
+    Py_ssize_t lo, hi       # ids (forward) or table rows (backward)
+    Py_ssize_t N, D
+    int64_t pad
+
+
+cdef void _emb_rows(EmbJob* j, floating tag) noexcept nogil:
+    if j.forward:
+        _gather_rows(j.ids, <const floating*>j.src, <floating*>j.dst, j.lo, j.hi, j.D)
+    else:
+        _scatter_rows(j.ids, <const floating*>j.src, <floating*>j.dst, j.N, j.D, j.lo, j.hi,
+                      j.pad)
+
+
+cdef void _emb_job(void* p) noexcept nogil:
+    cdef EmbJob* j = <EmbJob*>p
+    if j.dbl:
+        _emb_rows(j, <double>0)
+    else:
+        _emb_rows(j, <float>0)
+
+
+cdef void _emb_run(bint forward, const int64_t* ids, const floating* src, floating* dst,
+                   Py_ssize_t n_items, Py_ssize_t N, Py_ssize_t D, int64_t pad,
+                   int nt) noexcept nogil:
+    """nt jobs, static shares of range(n_items); then _par_end(nt)."""
+    cdef EmbJob jobs[MAX_JOBS]
+    cdef int t
+    for t in range(nt):
+        jobs[t].forward = forward
+        jobs[t].dbl = floating is double
+        jobs[t].ids = ids
+        jobs[t].src = src
+        jobs[t].dst = dst
+        jobs[t].lo = _lo(n_items, nt, t)
+        jobs[t].hi = _lo(n_items, nt, t + 1)
+        jobs[t].N = N
+        jobs[t].D = D
+        jobs[t].pad = pad
+    _par_run(nt, _emb_job, jobs, sizeof(EmbJob))
+    _par_end(nt)
 
 
 cdef inline Py_ssize_t _lo(Py_ssize_t n, int nt, int t) noexcept nogil:
@@ -48,12 +104,7 @@ cdef void _gather_rows(const int64_t* ids, const floating* W, floating* Y, Py_ss
 cdef void _embedding_forward(const int64_t* ids, const floating* W, floating* Y, Py_ssize_t N,
                              Py_ssize_t D, int n_threads) noexcept nogil:
     """Y[i] = W[ids[i]] (ids checked by the caller)."""
-    cdef int t, nt = n_threads if N * D >= _PAR_MIN and N > 1 else 1
-    if nt > 1:
-        for t in prange(nt, schedule="static", num_threads=nt):
-            _gather_rows(ids, W, Y, _lo(N, nt, t), _lo(N, nt, t + 1), D)
-    else:
-        _gather_rows(ids, W, Y, 0, N, D)
+    _emb_run(True, ids, W, Y, N, N, D, -1, _threads_for(n_threads, N, N * D))
 
 
 cdef void _scatter_rows(const int64_t* ids, const floating* dY, floating* dW, Py_ssize_t N,
@@ -78,12 +129,7 @@ cdef void _embedding_backward(const int64_t* ids, const floating* dY, floating* 
                               Py_ssize_t V, Py_ssize_t D, int64_t pad,
                               int n_threads) noexcept nogil:
     """dW = 0; dW[ids[i]] += dY[i] for ids[i] != pad (ids checked by the caller)."""
-    cdef int t, nt = n_threads if (N + V) * D >= _PAR_MIN and V > 1 else 1
-    if nt > 1:
-        for t in prange(nt, schedule="static", num_threads=nt):
-            _scatter_rows(ids, dY, dW, N, D, _lo(V, nt, t), _lo(V, nt, t + 1), pad)
-    else:
-        _scatter_rows(ids, dY, dW, N, D, 0, V, pad)
+    _emb_run(False, ids, dY, dW, V, N, D, pad, _threads_for(n_threads, V, (N + V) * D))
 
 
 cdef Py_ssize_t _count_out_of_range(const int64_t* ids, Py_ssize_t N, Py_ssize_t V) noexcept nogil:

@@ -32,24 +32,119 @@ Buffers (C-contiguous, caller supplied; gamma / beta are ones / zeros for non-af
                       output otherwise.  coef_ws: (3, C) in the data type, acc_ws (2, C) doubles.
 
 Threads: LayerNorm splits rows, BatchNorm channels (or, for S = 1, column blocks) into one static
-chunk per thread, once a pass touches _PAR_MIN elements; serially below that.
+share per job, with the thread count the thread policy gives for the pass's element count
+(WORK_ELEMENTWISE, see nnc/_threads.py; serial below its threshold).
 """
 from libc.math cimport sqrt
 from libc.string cimport memset
-from cython.parallel cimport prange
 
 from nnc._kernels._blas cimport floating
+from nnc._kernels._parallel cimport (_par_begin, _par_end, _par_run, MAX_JOBS,
+                                     WORK_ELEMENTWISE)
 from nnc._kernels._lanes cimport _sum, _sum_sq_dev, _sum_and_sq, _dot_and_sum
 
-# element count below which a pass runs on one thread (as the element-wise kernels: dropout)
-cdef Py_ssize_t _PAR_MIN = 1 << 16
-
-
 cdef inline int _threads_for(int n_threads, Py_ssize_t n_items, Py_ssize_t work) noexcept nogil:
-    """n_threads (at most one per item) for a pass touching `work` elements, else 1."""
-    if n_items < 2 or work < _PAR_MIN or n_threads < 2:
+    """The thread policy's count (at most one per item) for a pass touching `work` elements
+    (WORK_ELEMENTWISE; 1 below its threshold).  Pass the result to _par_end when done."""
+    if n_items < 2 or n_threads < 2:
         return 1
-    return n_threads if n_threads < n_items else <int>n_items
+    return _par_begin(n_threads if n_threads < n_items else <int>n_items, WORK_ELEMENTWISE,
+                      <double>work)
+
+
+# ---------------------------------------------------------------- passes as jobs
+# One struct describes a job of any of the four passes (a static share [lo, hi) of the rows or
+# channels); _par_run runs nt of them at once (nt == 1: on the calling thread).
+
+cdef enum:
+    LN_FWD = 0
+    LN_BWD = 1
+    BN_FWD = 2
+    BN_BWD = 3
+
+
+cdef struct NormJob:
+    int op
+    bint dbl
+    const void* X
+    const void* dY
+    const void* gamma
+    const void* beta
+    const void* mean
+    const void* rstd
+    void* Y              # Y (forward) or dX (backward)
+    void* dgamma
+    void* dbeta
+    void* mean_out
+    void* rstd_out
+    void* rm             # running mean / var (BN forward) or their gradients (BN backward)
+    void* rv
+    void* coef
+    double* acc
+    Py_ssize_t lo, hi, N, C, S, D
+    bint flag            # BN: training (forward) / batch_stats (backward)
+    bint need_dX
+    double momentum, eps
+
+
+cdef void _norm_rows(NormJob* j, floating tag) noexcept nogil:
+    """Job j (`tag` only selects the floating type)."""
+    if j.op == LN_FWD:
+        _ln_forward_rows(<const floating*>j.X, <floating*>j.Y, <const floating*>j.gamma,
+                         <const floating*>j.beta, <floating*>j.mean_out, <floating*>j.rstd_out,
+                         j.lo, j.hi, j.D, j.eps)
+    elif j.op == LN_BWD:
+        _ln_backward_rows(<const floating*>j.dY, <const floating*>j.X, <const floating*>j.mean,
+                          <const floating*>j.rstd, <const floating*>j.gamma, <floating*>j.Y,
+                          <floating*>j.dgamma, <floating*>j.dbeta, j.lo, j.hi, j.D, j.need_dX)
+    elif j.op == BN_FWD:
+        if j.S == 1:
+            _bn_forward_cols(<const floating*>j.X, <floating*>j.Y, <const floating*>j.gamma,
+                             <const floating*>j.beta, <floating*>j.rm, <floating*>j.rv,
+                             <floating*>j.mean_out, <floating*>j.rstd_out, j.acc, j.lo, j.hi,
+                             j.N, j.C, j.flag, j.momentum, j.eps)
+        else:
+            _bn_forward_channels(<const floating*>j.X, <floating*>j.Y, <const floating*>j.gamma,
+                                 <const floating*>j.beta, <floating*>j.rm, <floating*>j.rv,
+                                 <floating*>j.mean_out, <floating*>j.rstd_out, j.lo, j.hi, j.N,
+                                 j.C, j.S, j.flag, j.momentum, j.eps)
+    elif j.S == 1:
+        _bn_backward_cols(<const floating*>j.dY, <const floating*>j.X, <const floating*>j.mean,
+                          <const floating*>j.rstd, <const floating*>j.gamma, <floating*>j.Y,
+                          <floating*>j.dgamma, <floating*>j.dbeta, <floating*>j.rm,
+                          <floating*>j.rv, <floating*>j.coef, j.acc, j.lo, j.hi, j.N, j.C,
+                          j.flag, j.need_dX)
+    else:
+        _bn_backward_channels(<const floating*>j.dY, <const floating*>j.X,
+                              <const floating*>j.mean, <const floating*>j.rstd,
+                              <const floating*>j.gamma, <floating*>j.Y, <floating*>j.dgamma,
+                              <floating*>j.dbeta, <floating*>j.rm, <floating*>j.rv, j.lo, j.hi,
+                              j.N, j.C, j.S, j.flag, j.need_dX)
+
+
+cdef void _norm_job(void* p) noexcept nogil:
+    cdef NormJob* j = <NormJob*>p
+    if j.dbl:
+        _norm_rows(j, <double>0)
+    else:
+        _norm_rows(j, <float>0)
+
+
+cdef void _run_norm_jobs(NormJob* proto, NormJob* jobs, Py_ssize_t n_items, int nt,
+                         floating tag) noexcept nogil:
+    """jobs[t] = proto with the static share t of range(n_items); run them; _par_end(nt)."""
+    cdef int t
+    proto.dbl = floating is double
+    for t in range(nt):
+        jobs[t] = proto[0]
+        jobs[t].lo = _lo(n_items, nt, t)
+        jobs[t].hi = _lo(n_items, nt, t + 1)
+        if proto.op == LN_BWD and nt > 1:
+            # per-job partial sums of dgamma / dbeta in the (threads, 2, D) scratch (coef)
+            jobs[t].dgamma = <floating*>proto.coef + 2 * t * proto.D
+            jobs[t].dbeta = <floating*>proto.coef + (2 * t + 1) * proto.D
+    _par_run(nt, _norm_job, jobs, sizeof(NormJob))
+    _par_end(nt)
 
 
 cdef inline Py_ssize_t _lo(Py_ssize_t n, int nt, int t) noexcept nogil:
@@ -85,13 +180,18 @@ cdef void _ln_forward_rows(const floating* X, floating* Y, const floating* gamma
 cdef void _layernorm_forward(const floating* X, floating* Y, const floating* gamma,
                              const floating* beta, floating* mean_out, floating* rstd_out,
                              Py_ssize_t R, Py_ssize_t D, double eps, int n_threads) noexcept nogil:
-    cdef int t, nt = _threads_for(n_threads, R, R * D)
-    if nt > 1:
-        for t in prange(nt, schedule="static", num_threads=nt):
-            _ln_forward_rows(X, Y, gamma, beta, mean_out, rstd_out, _lo(R, nt, t),
-                             _lo(R, nt, t + 1), D, eps)
-    else:
-        _ln_forward_rows(X, Y, gamma, beta, mean_out, rstd_out, 0, R, D, eps)
+    cdef NormJob proto
+    cdef NormJob jobs[MAX_JOBS]
+    proto.op = LN_FWD
+    proto.X = X
+    proto.Y = Y
+    proto.gamma = gamma
+    proto.beta = beta
+    proto.mean_out = mean_out
+    proto.rstd_out = rstd_out
+    proto.D = D
+    proto.eps = eps
+    _run_norm_jobs(&proto, jobs, R, _threads_for(n_threads, R, R * D), <floating>0)
 
 
 cdef void _ln_backward_rows(const floating* dY, const floating* X, const floating* mean,
@@ -140,20 +240,30 @@ cdef void _layernorm_backward(const floating* dY, const floating* X, const float
     """acc: (acc_rows, 2, D) per-thread partial sums of dgamma / dbeta when rows are split."""
     cdef int t, nt = _threads_for(n_threads if n_threads < acc_rows else acc_rows, R, R * D)
     cdef Py_ssize_t j
+    cdef NormJob proto
+    cdef NormJob jobs[MAX_JOBS]
     memset(dgamma, 0, D * sizeof(floating))
     memset(dbeta, 0, D * sizeof(floating))
     if nt > 1:
         memset(acc, 0, nt * 2 * D * sizeof(floating))
-        for t in prange(nt, schedule="static", num_threads=nt):
-            _ln_backward_rows(dY, X, mean, rstd, gamma, dX, acc + 2 * t * D,
-                              acc + (2 * t + 1) * D, _lo(R, nt, t), _lo(R, nt, t + 1), D,
-                              need_dX)
+    proto.op = LN_BWD
+    proto.dY = dY
+    proto.X = X
+    proto.mean = mean
+    proto.rstd = rstd
+    proto.gamma = gamma
+    proto.Y = dX
+    proto.dgamma = dgamma
+    proto.dbeta = dbeta
+    proto.coef = acc
+    proto.D = D
+    proto.need_dX = need_dX
+    _run_norm_jobs(&proto, jobs, R, nt, <floating>0)
+    if nt > 1:
         for t in range(nt):
             for j in range(D):
                 dgamma[j] += acc[2 * t * D + j]
                 dbeta[j] += acc[(2 * t + 1) * D + j]
-    else:
-        _ln_backward_rows(dY, X, mean, rstd, gamma, dX, dgamma, dbeta, 0, R, D, need_dX)
 
 
 # ---------------------------------------------------------------- BatchNorm, S > 1 (per channel)
@@ -356,24 +466,25 @@ cdef void _batchnorm_forward(const floating* X, floating* Y, const floating* gam
                              floating* mean_out, floating* rstd_out, double* acc, Py_ssize_t N,
                              Py_ssize_t C, Py_ssize_t S, bint training, double momentum,
                              double eps, int n_threads) noexcept nogil:
-    cdef int t, nt = _threads_for(n_threads, C, N * C * S)
-    if S == 1:
-        if nt > 1:
-            for t in prange(nt, schedule="static", num_threads=nt):
-                _bn_forward_cols(X, Y, gamma, beta, running_mean, running_var, mean_out,
-                                 rstd_out, acc, _lo(C, nt, t), _lo(C, nt, t + 1), N, C,
-                                 training, momentum, eps)
-        else:
-            _bn_forward_cols(X, Y, gamma, beta, running_mean, running_var, mean_out, rstd_out,
-                             acc, 0, C, N, C, training, momentum, eps)
-    elif nt > 1:
-        for t in prange(nt, schedule="static", num_threads=nt):
-            _bn_forward_channels(X, Y, gamma, beta, running_mean, running_var, mean_out, rstd_out,
-                                 _lo(C, nt, t), _lo(C, nt, t + 1), N, C, S, training, momentum,
-                                 eps)
-    else:
-        _bn_forward_channels(X, Y, gamma, beta, running_mean, running_var, mean_out, rstd_out,
-                             0, C, N, C, S, training, momentum, eps)
+    cdef NormJob proto
+    cdef NormJob jobs[MAX_JOBS]
+    proto.op = BN_FWD
+    proto.X = X
+    proto.Y = Y
+    proto.gamma = gamma
+    proto.beta = beta
+    proto.rm = running_mean
+    proto.rv = running_var
+    proto.mean_out = mean_out
+    proto.rstd_out = rstd_out
+    proto.acc = acc
+    proto.N = N
+    proto.C = C
+    proto.S = S
+    proto.flag = training
+    proto.momentum = momentum
+    proto.eps = eps
+    _run_norm_jobs(&proto, jobs, C, _threads_for(n_threads, C, N * C * S), <floating>0)
 
 
 cdef void _batchnorm_backward(const floating* dY, const floating* X, const floating* mean,
@@ -382,24 +493,27 @@ cdef void _batchnorm_backward(const floating* dY, const floating* X, const float
                               floating* coef, double* acc, Py_ssize_t N, Py_ssize_t C,
                               Py_ssize_t S, bint batch_stats, bint need_dX,
                               int n_threads) noexcept nogil:
-    cdef int t, nt = _threads_for(n_threads, C, N * C * S)
-    if S == 1:
-        if nt > 1:
-            for t in prange(nt, schedule="static", num_threads=nt):
-                _bn_backward_cols(dY, X, mean, rstd, gamma, dX, dgamma, dbeta, drm, drv, coef,
-                                  acc, _lo(C, nt, t), _lo(C, nt, t + 1), N, C, batch_stats,
-                                  need_dX)
-        else:
-            _bn_backward_cols(dY, X, mean, rstd, gamma, dX, dgamma, dbeta, drm, drv, coef, acc,
-                              0, C, N, C, batch_stats, need_dX)
-    elif nt > 1:
-        for t in prange(nt, schedule="static", num_threads=nt):
-            _bn_backward_channels(dY, X, mean, rstd, gamma, dX, dgamma, dbeta, drm, drv,
-                                  _lo(C, nt, t), _lo(C, nt, t + 1), N, C, S, batch_stats,
-                                  need_dX)
-    else:
-        _bn_backward_channels(dY, X, mean, rstd, gamma, dX, dgamma, dbeta, drm, drv, 0, C, N, C,
-                              S, batch_stats, need_dX)
+    cdef NormJob proto
+    cdef NormJob jobs[MAX_JOBS]
+    proto.op = BN_BWD
+    proto.dY = dY
+    proto.X = X
+    proto.mean = mean
+    proto.rstd = rstd
+    proto.gamma = gamma
+    proto.Y = dX
+    proto.dgamma = dgamma
+    proto.dbeta = dbeta
+    proto.rm = drm
+    proto.rv = drv
+    proto.coef = coef
+    proto.acc = acc
+    proto.N = N
+    proto.C = C
+    proto.S = S
+    proto.flag = batch_stats
+    proto.need_dX = need_dX
+    _run_norm_jobs(&proto, jobs, C, _threads_for(n_threads, C, N * C * S), <floating>0)
 
 
 # ---------------------------------------------------------------- Python twins

@@ -10,7 +10,7 @@ import numpy as np
 
 from nnc.layers._base import Layer, ParamSpec, _check_positive_int
 from nnc._kernels import _embedding
-from nnc._kernels._openmp_helpers import omp_max_threads
+from nnc._threads import n_threads
 
 
 class Embedding(Layer):
@@ -88,7 +88,7 @@ class Embedding(Layer):
         ids = X.reshape(-1)
         Y = self._ws_out[:n]
         _embedding.embedding_forward(ids, self.params[0], Y.reshape(-1, self.dim),
-                                     omp_max_threads())
+                                     n_threads())
         self._cache_ids = ids
         if self._ws_mask is not None:       # the sequence mask: True at the real tokens
             self._cache_mask_out = np.not_equal(X, self.padding_idx, out=self._ws_mask[:n])
@@ -101,7 +101,7 @@ class Embedding(Layer):
         ids = self._cache_ids
         _embedding.embedding_backward(ids, dY.reshape(-1, self.dim), self.grads[0],
                                       -1 if self.padding_idx is None else self.padding_idx,
-                                      omp_max_threads())
+                                      n_threads())
         return None
 
     def get_config(self):

@@ -30,7 +30,7 @@ import numpy as np
 
 from nnc.layers._base import Layer, ParamSpec, _check_positive_int
 from nnc._kernels import _norm
-from nnc._kernels._openmp_helpers import omp_max_threads
+from nnc._threads import n_threads
 
 
 def _check_eps(eps):
@@ -123,7 +123,7 @@ class LayerNorm(Layer):
         self._ws_mean = np.empty(rows, dtype=self.dtype)
         self._ws_rstd = np.empty(rows, dtype=self.dtype)
         # per-thread partial sums of dgamma / dbeta (a backward uses at most this many threads)
-        self._ws_acc = np.empty((max(1, omp_max_threads()), 2, self._D), dtype=self.dtype)
+        self._ws_acc = np.empty((max(1, n_threads()), 2, self._D), dtype=self.dtype)
         if not self.elementwise_affine:      # gamma = 1, beta = 0, their gradients discarded
             self._ws_affine = np.empty((4, self._D), dtype=self.dtype)
             self._ws_affine[0] = 1
@@ -143,7 +143,7 @@ class LayerNorm(Layer):
         Y = self._ws_out[:n]
         gamma, beta, _, _ = self._affine()
         _norm.layernorm_forward(X.reshape(R, self._D), Y.reshape(R, self._D), gamma, beta,
-                                self._ws_mean[:R], self._ws_rstd[:R], self.eps, omp_max_threads())
+                                self._ws_mean[:R], self._ws_rstd[:R], self.eps, n_threads())
         self._cache_X = X
         return Y
 
@@ -156,7 +156,7 @@ class LayerNorm(Layer):
         _norm.layernorm_backward(dY.reshape(R, self._D), X.reshape(R, self._D),
                                  self._ws_mean[:R], self._ws_rstd[:R], gamma,
                                  dX.reshape(-1, self._D), dgamma, dbeta, self._ws_acc, need_dX,
-                                 omp_max_threads())
+                                 n_threads())
         return dX if need_dX else None
 
     def get_config(self):
@@ -253,7 +253,7 @@ class BatchNorm(Layer):
         _norm.batchnorm_forward(X.reshape(shape3), Y.reshape(shape3), gamma, beta,
                                 self.params[-2], self.params[-1], self._ws_stats[0],
                                 self._ws_stats[1], self._ws_acc, training, self.momentum,
-                                self.eps, omp_max_threads())
+                                self.eps, n_threads())
         self._cache_X = X
         self._cache_batch_stats = training
         return Y
@@ -267,7 +267,7 @@ class BatchNorm(Layer):
                                  self._ws_stats[0], self._ws_stats[1], gamma, dX.reshape(shape3),
                                  dgamma, dbeta, self.grads[-2], self.grads[-1], self._ws_coef,
                                  self._ws_acc, self._cache_batch_stats, need_dX,
-                                 omp_max_threads())
+                                 n_threads())
         return dX if need_dX else None
 
     def set_weights(self, weights):

@@ -26,7 +26,7 @@ import numpy as np
 
 from nnc.layers._base import Layer, _as_pair, _check_positive_int
 from nnc._kernels import _pool
-from nnc._kernels._openmp_helpers import omp_max_threads
+from nnc._threads import n_threads
 from nnc._validation import channels_last_hint
 
 
@@ -120,7 +120,7 @@ class _MaxWindowPool(_WindowPool):
         n = X.shape[0]
         Y = self._ws_out[:n]
         _pool.maxpool2d_forward(self._view4(X, self._shape4), Y, self._ws_argmax[:n],
-                                *self.pool_size, *self.stride, omp_max_threads(), *self.padding)
+                                *self.pool_size, *self.stride, n_threads(), *self.padding)
         return self._result(self._ws_out, n, self.output_shape)
 
     def _backward(self, dY, need_dX):
@@ -129,7 +129,7 @@ class _MaxWindowPool(_WindowPool):
         n = dY.shape[0]
         dX = self._ws_dX[:n]
         _pool.maxpool2d_backward(self._view4(dY, self._out4), self._ws_argmax[:n], dX,
-                                 omp_max_threads())
+                                 n_threads())
         return self._result(self._ws_dX, n, self.input_shape)
 
 
@@ -138,7 +138,7 @@ class _AvgWindowPool(_WindowPool):
         n = X.shape[0]
         Y = self._ws_out[:n]
         _pool.avgpool2d_forward(self._view4(X, self._shape4), Y, *self.pool_size, *self.stride,
-                                omp_max_threads(), *self.padding, self.count_include_pad)
+                                n_threads(), *self.padding, self.count_include_pad)
         return self._result(self._ws_out, n, self.output_shape)
 
     def _backward(self, dY, need_dX):
@@ -147,7 +147,7 @@ class _AvgWindowPool(_WindowPool):
         n = dY.shape[0]
         dX = self._ws_dX[:n]
         _pool.avgpool2d_backward(self._view4(dY, self._out4), dX, *self.pool_size, *self.stride,
-                                 omp_max_threads(), *self.padding, self.count_include_pad)
+                                 n_threads(), *self.padding, self.count_include_pad)
         return self._result(self._ws_dX, n, self.input_shape)
 
     def get_config(self):
@@ -291,9 +291,9 @@ class _GlobalPool(Layer):
         Y = self._ws_out[:n]
         if self._is_max:
             _pool.global_maxpool_forward(X3, Y, self._ws_argmax[:n], self._channels_last,
-                                         omp_max_threads())
+                                         n_threads())
         else:
-            _pool.global_avgpool_forward(X3, Y, self._channels_last, omp_max_threads())
+            _pool.global_avgpool_forward(X3, Y, self._channels_last, n_threads())
         return Y
 
     def _backward(self, dY, need_dX):
@@ -304,9 +304,9 @@ class _GlobalPool(Layer):
         dX3 = dX.reshape((n,) + self._shape3)
         if self._is_max:
             _pool.global_maxpool_backward(dY, self._ws_argmax[:n], dX3, self._channels_last,
-                                          omp_max_threads())
+                                          n_threads())
         else:
-            _pool.global_avgpool_backward(dY, dX3, self._channels_last, omp_max_threads())
+            _pool.global_avgpool_backward(dY, dX3, self._channels_last, n_threads())
         return dX
 
     def get_config(self):
