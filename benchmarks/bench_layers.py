@@ -15,6 +15,10 @@ training path), with ``.grad`` cleared between steps.  Rows (``CASES``; more lay
   MaxPool1D 3/2/1   (64, 32, 128)
   GlobalAvgPool     (64, 64, 8, 8) channels first   (torch: mean over H, W)
   GlobalMaxPool     (64, 50, 64) channels last      (torch: amax over T)
+  SelfAttention     (64, 64, 64): dim 64, 4 heads, T = 64 (torch: nn.MultiheadAttention,
+                    batch_first, called with x as query, key and value, need_weights=False)
+  TransformerBlock  (64, 64, 64): dim 64, 4 heads, ffn 256, no dropout, pre-norm (torch:
+                    nn.TransformerEncoderLayer(norm_first=True, batch_first=True))
 
 Each library runs in a fresh subprocess per thread setting (``threadpoolctl`` limits,
 ``torch.set_num_threads``, OMP/OPENBLAS/MKL_NUM_THREADS in its environment); every row warms up,
@@ -52,7 +56,29 @@ CASES = {
                       (64, 8, 8), 64, "float"),
     "GlobalMaxPool": (lambda L: L.GlobalMaxPool("channels_last"), lambda nn: _Reduce("amax", 1),
                       (50, 64), 64, "float"),
+    "SelfAttention": (lambda L: L.MultiHeadSelfAttention(4, 64),
+                      lambda nn: _SelfAttention(nn.MultiheadAttention(64, 4, batch_first=True)),
+                      (64, 64), 64, "float"),
+    "TransformerBlock": (lambda L: L.TransformerEncoderBlock(64, 4, 256),
+                         lambda nn: nn.TransformerEncoderLayer(64, 4, 256, dropout=0.0,
+                                                               batch_first=True,
+                                                               norm_first=True),
+                         (64, 64), 64, "float"),
 }
+
+
+class _SelfAttention:
+    """torch.nn.MultiheadAttention as self-attention (x is query, key and value), attention
+    weights not returned, as a module-like callable."""
+
+    def __init__(self, module):
+        self.module = module
+
+    def __call__(self, x):
+        return self.module(x, x, x, need_weights=False)[0]
+
+    def parameters(self):
+        return self.module.parameters()
 
 
 class _Reduce:

@@ -72,8 +72,8 @@ def _build_plan(net):
     prev_out = -1
     seen_dense = False
     # C-contiguous samples of any shape are rows of prod(shape) values: Flatten (a view) and the
-    # element-wise activations work on them as they are; Dense needs 1-D samples (its build
-    # checks that), so a multi-dimensional input always meets a Flatten before any Dense.
+    # element-wise activations work on them as they are; a Dense on multi-dimensional samples
+    # (position-wise on sequences) is left to the generic loop.
     width = int(np.prod(net.input_shape))
     producer = None          # the last layer that is not a Flatten (Flatten is a pure view)
     for i, layer in enumerate(layers):
@@ -82,8 +82,8 @@ def _build_plan(net):
         if cls is Flatten:
             continue
         if cls is Dense:
-            if len(layer.params) != 2:
-                return None
+            if len(layer.params) != 2 or len(layer.input_shape) != 1:
+                return None         # Dense on sequences (position-wise): the generic loop
             W, b = layer.params
             U = layer.units
             w_off = _param_offset(W, params)

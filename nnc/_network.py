@@ -30,7 +30,7 @@ import weakref
 
 import numpy as np
 
-from nnc.layers._base import Layer, _checked_size
+from nnc.layers._base import Layer, _checked_size, _forward_layers
 from nnc.layers._dense import Dense
 from nnc.layers._activations import _Activation, Sigmoid
 from nnc.losses import get_loss
@@ -237,6 +237,8 @@ class Sequential:
             prev = self.layers[i - 1] if i > 0 else None
             layer.inplace = bool(layer.inplace_capable and prev is not None
                                  and getattr(prev, "output_reusable", False))
+        # sequence masks (layers/_base.py): carried only when a layer makes or reads one
+        self._mask_flow = any(layer.mask_source or layer.takes_mask for layer in self.layers)
         self._batch_size = 0
         return self
 
@@ -312,9 +314,14 @@ class Sequential:
         return y
 
     # ------------------------------------------------------------------ computation
+    #: True when a layer makes or reads a sequence mask (set by build)
+    _mask_flow = False
+
     def _forward(self, X, training):
         """Forward pass of the network's own stack (training) on validated X (n <= allocated
         batch); returns a workspace view."""
+        if self._mask_flow:
+            return _forward_layers(self.layers, X, training, None)[0]
         out = X
         for layer in self.layers:
             out = layer._forward(out, training)
@@ -395,11 +402,15 @@ class Sequential:
         try:
             chunk = max(stack.batch_size, min(n, _PREDICT_CHUNK))
             stack.allocate(chunk)
+            masks = self._mask_flow
             for start in range(0, n, chunk):
                 stop = min(n, start + chunk)
                 Z = X[start:stop]
-                for layer in stack.layers:
-                    Z = layer._forward(Z, training)
+                if masks:
+                    Z = _forward_layers(stack.layers, Z, training, None)[0]
+                else:
+                    for layer in stack.layers:
+                        Z = layer._forward(Z, training)
                 out[start:stop] = Z
         finally:
             # give it back (at most _SHADOW_POOL_CAP idle) unless its buffer is out of use

@@ -200,6 +200,22 @@ def case_embedding_layernorm():
     return problems
 
 
+def case_attention():
+    """Padded token ids through Embedding(padding_idx) + transformer block (each call's own
+    mask), on an estimator and on a float Sequential with predict blocks shorter than a call."""
+    X = _padded_ids(np.random.RandomState(0), n=200)
+    y = (X[:, 0] > X[:, 1]).astype(int) + (X[:, 2] > 6)
+    est = nnc.NeuralNetClassifier(
+        layers=[L.Embedding(9, 8, padding_idx=0), L.PositionalEmbedding(8, 8),
+                L.TransformerEncoderBlock(8, 2, 12, dropout=0.1), L.Flatten(), L.Dense(8)],
+        max_epochs=2, random_state=0)
+    problems = _estimator_case(est, X, y)
+    problems += _sequential_case([L.MultiHeadSelfAttention(2, 4, causal=True),
+                                  L.Residual([L.Dense(6), L.ReLU(), L.Dense(4)]), L.Flatten(),
+                                  L.Dense(2)], (130, 4), dtype="float32")
+    return problems
+
+
 def case_batchnorm():
     """BatchNorm in prediction mode reads the running statistics through its shadows' views."""
     X, y = _digits_like((2, 5, 5))
@@ -328,6 +344,8 @@ class _Pause(L.Layer):
         self.paused = threading.Event()
         self.resume = threading.Event()
 
+    keeps_mask = True       # passes a sequence mask on (the attention case)
+
     def _forward(self, X, training):
         if threading.get_ident() == self.hold[0]:
             self.paused.set()
@@ -339,13 +357,17 @@ class _Pause(L.Layer):
         return dY if need_dX else None
 
 
-def _interleave(head, tail, shape, dtype="float64"):
+def _interleave(head, tail, shape, dtype="float64", make_X=None):
     """Thread A predicts XA and is held after `head`; meanwhile this thread predicts XB; then A
-    finishes.  A's answer must be the serial one."""
+    finishes.  A's answer must be the serial one.  make_X(rng): one input (default: 40 normal
+    samples)."""
     pause = _Pause()
     net = nnc.Sequential(head + [pause] + tail, input_shape=shape, dtype=dtype, random_state=0)
     rng = np.random.RandomState(1)
-    XA, XB = (rng.standard_normal((40,) + shape).astype(dtype) for _ in range(2))
+    if make_X is None:
+        def make_X(rng):
+            return rng.standard_normal((40,) + shape).astype(dtype)
+    XA, XB = make_X(rng), make_X(rng)
     want_a, want_b = net.predict(XA), net.predict(XB)
     got = {}
 
@@ -393,6 +415,25 @@ def case_interleave_conv_pool():
 
 def case_interleave_layernorm():
     return _interleave([L.Dense(7), L.LayerNorm()], [L.Dense(2)], (5,))
+
+
+def _padded_ids(rng, n=40, T=8, n_tokens=9):
+    """Token ids with a padded tail (0) of a different length per sample."""
+    X = rng.randint(1, n_tokens, (n, T))
+    X[np.arange(T)[None, :] >= rng.randint(1, T + 1, (n, 1))] = 0
+    return X
+
+
+def case_interleave_attention():
+    """Held after the attention block, with each call's own sequence mask (padded ids): the other
+    predict's mask and workspaces must not leak into the held one."""
+    problems = _interleave([L.Embedding(9, 8, padding_idx=0), L.PositionalEmbedding(8, 8),
+                            L.TransformerEncoderBlock(8, 2, 12)],
+                           [L.MultiHeadSelfAttention(2, 8, causal=True), L.Flatten(),
+                            L.Dense(3)], (8,), make_X=_padded_ids)
+    problems += _interleave([L.Residual([L.LayerNorm(), L.MultiHeadSelfAttention(4, 8)])],
+                            [L.Dense(2)], (6, 8), "float32")
+    return problems
 
 
 def case_interleave_batchnorm():

@@ -47,6 +47,12 @@ SPECS = {
         [r"check_gradients: max relative error \d\.\d+e[-+]\d+",
          r"epoch\s+\d+\s+loss \d+\.\d+\s+0:Dense\(32\) \|dW\| \d+\.\d+",
          r"training accuracy: (?P<acc>\d\.\d+)"], 0.8),
+    "08_text_classifier.py": (
+        ["NeuralNetClassifier", "MLPClassifier", "layers.Embedding", "layers.PositionalEmbedding",
+         "layers.TransformerEncoderBlock"],
+        [r"transformer: test accuracy (?P<acc>\d\.\d+)",
+         r"bag of words \(no order\): test accuracy 0\.[3-6]\d*",
+         r"'the music was great but the ending was boring': negative"], 0.9),
 }
 
 

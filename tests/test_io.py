@@ -585,14 +585,22 @@ _BODIES = {
     "tokens": (lambda: [L.Embedding(7, 3, padding_idx=0), L.LayerNorm(), L.Flatten(),
                         L.Dense(4)],
                _tokens),
+    "attention": (lambda: [L.Embedding(7, 8, padding_idx=0), L.PositionalEmbedding(6, 8),
+                           L.TransformerEncoderBlock(8, 2, 12, dropout=0.2),
+                           L.Residual([L.MultiHeadSelfAttention(4, 8, dropout=0.1, causal=True),
+                                       L.Dropout(0.1)]),
+                           L.PositionalEmbedding(5, 8, kind="sinusoidal"), L.Flatten(),
+                           L.Dense(4)],
+                  _tokens),
     "tokens_pooled": (lambda: [L.Embedding(7, 3), L.GlobalAvgPool("channels_last"), L.Dense(4)],
                       _tokens),
 }
 
 
 def test_continuation_bodies_cover_every_layer():
+    from nnc._network import _layer_tree       # containers' children too (Bidirectional, ...)
     used = {type(inner).__name__ for make, _ in _BODIES.values() for layer in make()
-            for inner in (layer, getattr(layer, "forward_layer", layer))}   # Bidirectional
+            for inner in _layer_tree(layer)}
     assert used | {"Layer", "ParamSpec"} == set(L.__all__)
 
 

@@ -132,7 +132,8 @@ def test_a_layer_belongs_to_one_network():
     # a network that failed to construct does not keep the layers; a dropped one frees them
     free = L.Dense(2)
     with pytest.raises(ValueError):
-        nnc.Sequential([free], input_shape=(2, 3))      # Dense needs 1-D samples
+        nnc.Sequential([free], loss="softmax_cross_entropy",
+                       input_shape=(2, 3))       # cross-entropy needs 1-D outputs
     nnc.Sequential([free], input_shape=(3,))
     del net, clone, owner
     gc.collect()

@@ -24,7 +24,7 @@ import numpy as np
 from nnc._network import Sequential
 from nnc._onnx._graph import Graph, ModelSink, tensor_type
 from nnc._onnx._heads import classifier_head, network_outputs, regressor_head, link
-from nnc._onnx._layers import get_exporter
+from nnc._onnx._layers import export_layers, get_exporter
 
 #: opset used when ``opset=None``: supported by ONNX Runtime >= 1.14 and by skl2onnx
 DEFAULT_OPSET = 17
@@ -76,9 +76,8 @@ def input_dtype(net):
 
 def export_network(g, net, x):
     """Every layer in order; returns the name of the last layer's output (the logits)."""
-    for i, layer in enumerate(net.layers):
-        x = get_exporter(layer, i).export(g, layer, x)
-    return x
+    g.mask = None
+    return export_layers(g, net.layers, x)
 
 
 def build_graph(g, model, net, kind, x, outputs, label_classes=None, proba_dtype=None):

@@ -110,6 +110,10 @@ class Graph:
     dtype : float32 or float64, the model's compute dtype (weights and activations)
     opset : int, the default-domain opset the nodes must be valid in
     force_decompose : bool, use the exact decompositions even where a native operator exists
+
+    ``mask`` is the name of the bool (n, T) sequence mask of the tensor being exported (True at
+    real positions), or None: ``_layers.export_layers`` sets it as nnc's layers carry theirs
+    (nnc/layers/_base.py, "Sequence masks") and the attention exporter reads it.
     """
 
     def __init__(self, sink, dtype, opset, force_decompose=False):
@@ -117,6 +121,7 @@ class Graph:
         self.dtype = np.dtype(dtype)
         self.opset = int(opset)
         self.force_decompose = bool(force_decompose)
+        self.mask = None
 
     # -- names and constants ---------------------------------------------------------------------
     def name(self, hint):

@@ -27,8 +27,10 @@ import numpy as np
 
 from nnc.layers import (AvgPool1D, AvgPool2D, BatchNorm, Bidirectional, Conv1D, Conv2D, Dense,
                         Dropout, Embedding, Flatten, GlobalAvgPool, GlobalMaxPool, GRU, Identity,
-                        LayerNorm, LeakyReLU, LSTM, MaxPool1D, MaxPool2D, ReLU, Sigmoid,
-                        SimpleRNN, Tanh)
+                        LayerNorm, LeakyReLU, LSTM, MaxPool1D, MaxPool2D, MultiHeadSelfAttention,
+                        PositionalEmbedding, ReLU, Residual, Sigmoid, SimpleRNN, Tanh,
+                        TransformerEncoderBlock)
+from nnc.layers._positional import sinusoidal_table
 
 LayerExporter = namedtuple("LayerExporter", ["export", "input_dtype"])
 
@@ -61,6 +63,22 @@ def get_exporter(layer, position=None):
 
 def registered_classes():
     return set(_EXPORTERS)
+
+
+def export_layers(g, layers, x):
+    """Export ``layers`` in order from tensor ``x``; returns the last output.  Carries the
+    sequence mask in ``g.mask`` as the layers carry theirs: a source (Embedding with a
+    padding_idx) makes it from its input ids, a layer that keeps positions keeps it, any other
+    layer drops it."""
+    for i, layer in enumerate(layers):
+        ids = x
+        x = get_exporter(layer, i).export(g, layer, x)
+        if layer.mask_source:
+            pad = g.ints(layer.get_config()["padding_idx"], "padding_idx")
+            g.mask = g.op("Not", [g.op("Equal", [ids, pad], "is_padding")], "sequence_mask")
+        elif not layer.keeps_mask:
+            g.mask = None
+    return x
 
 
 # --------------------------------------------------------------------------- dense, activations
@@ -400,3 +418,66 @@ def _embedding(g, layer, x):
     """Gather the rows of the table by the int64 ids: (n, *S) -> (n, *S, dim)."""
     (W,) = layer.get_weights()
     return g.op("Gather", [g.const(W, "embedding_W"), x], "embedding", axis=0)
+
+
+# --------------------------------------------------------------------------- sequences, attention
+@register(PositionalEmbedding)
+def _positional(g, layer, x):
+    cfg = layer.get_config()
+    T = layer.input_shape[0]
+    table = (sinusoidal_table(T, cfg["dim"], np.float64) if cfg["kind"] == "sinusoidal"
+             else layer.get_weights()[0][:T])
+    return g.op("Add", [x, g.const(table, "positions")], "positional")
+
+
+@register(Residual)
+def _residual(g, layer, x):
+    mask = g.mask
+    y = export_layers(g, layer.layers, x)
+    g.mask = mask
+    return g.op("Add", [x, y], "residual")
+
+
+@register(TransformerEncoderBlock)
+def _transformer_block(g, layer, x):
+    return export_layers(g, layer.layers, x)
+
+
+@register(MultiHeadSelfAttention)
+def _attention(g, layer, x):
+    """MatMul / Softmax decomposition: [q | k | v] = x W_in^T + b_in, heads split by Reshape and
+    Transpose to (n, H, T, E), S = q k^T / sqrt(E), masked positions set to the dtype's lowest
+    value before the Softmax (and the probabilities zeroed there again, so a row with no key gives
+    0 as nnc does), context (n, T, D) = heads merged back, y = context W_out^T + b_out."""
+    W_in, b_in, W_out, b_out = layer.get_weights()
+    cfg = layer.get_config()
+    T, D = layer.input_shape
+    H = cfg["n_heads"]
+    E = D // H
+    qkv = g.op("Add", [g.op("MatMul", [x, g.const(W_in.T, "attn_W_in")], "qkv_x"),
+                       g.const(b_in, "attn_b_in")], "qkv")
+    part = [g.slice(qkv, [j * D], [(j + 1) * D], [2], hint=name)
+            for j, name in enumerate(("q", "k", "v"))]
+    split = [g.reshape(t, [0, T, H, E], "heads") for t in part]
+    q = g.op("Transpose", [split[0]], "q_heads", perm=[0, 2, 1, 3])          # (n, H, T, E)
+    kt = g.op("Transpose", [split[1]], "k_heads_t", perm=[0, 2, 3, 1])       # (n, H, E, T)
+    v = g.op("Transpose", [split[2]], "v_heads", perm=[0, 2, 1, 3])
+    S = g.op("Mul", [g.op("MatMul", [q, kt], "qk"), g.const(1.0 / np.sqrt(E), "scale")],
+             "scores")
+    allowed = None
+    if cfg["causal"]:
+        allowed = g.const(np.tril(np.ones((T, T), dtype=bool)), "causal")
+    if g.mask is not None:
+        keys = g.reshape(g.mask, [-1, 1, 1, T], "key_mask")                  # (n, 1, 1, T)
+        allowed = keys if allowed is None else g.op("And", [allowed, keys], "allowed")
+    if allowed is not None:
+        S = g.op("Where", [allowed, S, g.const(np.finfo(g.dtype).min, "lowest")], "masked")
+    P = g.op("Softmax", [S], "probabilities", axis=-1)
+    if g.mask is not None:   # rows with no key to attend to: 0 (the Softmax made them uniform)
+        P = g.op("Where", [allowed, P, g.const(0.0, "zero")], "probabilities_masked")
+    O = g.op("Transpose", [g.op("MatMul", [P, v], "context_heads")], "context_t",
+             perm=[0, 2, 1, 3])
+    C = g.reshape(O, [0, T, D], "context")
+    y = g.op("MatMul", [C, g.const(W_out.T, "attn_W_out")], "attn_out")
+    return g.op("Add", [y, g.const(b_out, "attn_b_out")], "attention")
+

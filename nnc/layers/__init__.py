@@ -16,8 +16,12 @@ from nnc.layers._dropout import Dropout
 from nnc.layers._recurrent import SimpleRNN, LSTM, GRU, Bidirectional
 from nnc.layers._norm import LayerNorm, BatchNorm
 from nnc.layers._embedding import Embedding
+from nnc.layers._container import Residual
+from nnc.layers._attention import MultiHeadSelfAttention, TransformerEncoderBlock
+from nnc.layers._positional import PositionalEmbedding
 
 __all__ = ["Layer", "ParamSpec", "Dense", "Identity", "Sigmoid", "Tanh", "ReLU", "LeakyReLU",
            "Conv2D", "Conv1D", "MaxPool2D", "AvgPool2D", "Flatten", "Dropout",
            "SimpleRNN", "LSTM", "GRU", "Bidirectional", "LayerNorm", "BatchNorm", "Embedding",
-           "MaxPool1D", "AvgPool1D", "GlobalAvgPool", "GlobalMaxPool"]
+           "MaxPool1D", "AvgPool1D", "GlobalAvgPool", "GlobalMaxPool", "Residual",
+           "MultiHeadSelfAttention", "TransformerEncoderBlock", "PositionalEmbedding"]

@@ -8,6 +8,7 @@ from nnc._kernels import _activations as _k
 
 class _Activation(Layer):
     inplace_capable = True
+    keeps_mask = True
     _code = _k.IDENTITY
 
     def _slope(self):

@@ -49,6 +49,18 @@ calls on purpose (a random generator, running statistics) is updated in place
 Shadows, pickling and deepcopy drop the same attributes (``_workspace_attrs``).  A layer's
 configuration is fixed once it is built: shadows (and the compiled dense plan) copy it.
 
+Sequence masks.  Padded token sequences carry a per-sample boolean mask (n, T), True at the real
+positions, alongside the activations (Keras-style mask propagation, kept small).  A *source* makes
+it from its input (``Embedding`` with a ``padding_idx``: ids != padding_idx) and returns it from
+``_output_mask``; a layer with ``keeps_mask = True`` keeps the positions of its input one for one
+along the first sample axis (activations, Dropout, Dense on sequences, LayerNorm, attention,
+positional encodings, Residual), so its output carries the same mask; any other layer stops it
+(its output has no mask: Flatten, recurrent layers, pools that do not read it).  A layer with
+``takes_mask = True`` reads the mask of its input from ``self._cache_mask`` ((n, T) bool or None),
+which the network (or a container, for its children) sets before every ``_forward``
+(``_forward_layers``); direct users of a lone layer call ``set_mask``.  Being a ``_cache*``
+attribute, the mask belongs to one call: shadows never share it.
+
 ONNX export: a new layer adds its exporter in ``nnc/_onnx/_layers.py`` (one function per layer
 class, reading the layer through ``get_weights()`` / ``get_config()``) and a parity case in
 ``tests/onnx/_cases.py``; ``tests/onnx/test_registry.py`` fails for a public layer without them.
@@ -98,6 +110,17 @@ def _check_positive_int(value, name):
     return int(value)
 
 
+def _forward_layers(layers, X, training, mask):
+    """Run ``layers`` in order on validated X, carrying the sequence mask (see "Sequence masks"
+    in the module docstring); returns (output, its mask)."""
+    for layer in layers:
+        if layer.takes_mask:
+            layer._cache_mask = mask
+        X = layer._forward(X, training)
+        mask = layer._output_mask(mask)
+    return X, mask
+
+
 class Layer(abc.ABC):
     """Abstract base class of all layers: see the module docstring for the protocol."""
 
@@ -105,6 +128,13 @@ class Layer(abc.ABC):
     inplace_capable = False
     #: what forward reads: "float" (the network dtype) or "ids" (int64 token ids; first layer only)
     input_kind = "float"
+    #: True when the layer reads the sequence mask of its input (``self._cache_mask``)
+    takes_mask = False
+    #: True when the output keeps the input's positions along the first sample axis, and so its
+    #: sequence mask
+    keeps_mask = False
+    #: True when the layer may make a sequence mask from its input (``_output_mask``)
+    mask_source = False
 
     def __init__(self):
         self.input_shape = None
@@ -213,6 +243,44 @@ class Layer(abc.ABC):
                              f"{self.batch_size}: call allocate({m}) first (a network does this "
                              "itself)")
         return m
+
+    # -- sequence masks ------------------------------------------------------------------------
+    def _output_mask(self, mask):
+        """The (n, T) mask of the last ``_forward``'s output given its input's (None: no mask):
+        the input's when the layer keeps positions (``keeps_mask``), else None.  Sources
+        override it to return the mask they made."""
+        return mask if self.keeps_mask else None
+
+    def set_mask(self, mask):
+        """For direct use of a lone layer that reads masks (``takes_mask``): the (n, T) boolean
+        mask (True = a real position, False = padding) the following ``forward`` calls use, n
+        their number of samples and T the first axis of a sample; None: no mask.  (In a network
+        the mask comes from the source layer, see the module docstring.)"""
+        name = type(self).__name__
+        if not self.takes_mask:
+            raise TypeError(f"{name} does not read a sequence mask")
+        if mask is None:
+            self._cache_mask = None
+            return
+        self._check_built("set_mask")
+        mask = np.asarray(mask)
+        T = self.input_shape[0]
+        if mask.dtype != np.bool_ or mask.ndim != 2 or mask.shape[1] != T:
+            raise ValueError(f"{name}.set_mask: the mask must be a boolean array of shape (n, "
+                             f"{T}), got {mask.dtype} {mask.shape}")
+        self._cache_mask = np.ascontiguousarray(mask)
+
+    def _mask_rows(self, n):
+        """The mask set for this call, checked against its n samples: an (n, T) bool array or
+        None."""
+        mask = self.__dict__.get("_cache_mask")
+        if mask is None:
+            return None
+        if mask.shape != (n, self.input_shape[0]):
+            raise ValueError(f"{type(self).__name__}: the sequence mask has shape {mask.shape}, "
+                             f"the input ({n}, {', '.join(map(str, self.input_shape))}) needs "
+                             f"({n}, {self.input_shape[0]})")
+        return mask
 
     # -- threads -------------------------------------------------------------------------------
     def _children(self):

@@ -34,6 +34,7 @@ class Dropout(Layer):
     """
 
     inplace_capable = True
+    keeps_mask = True
 
     def __init__(self, rate, random_state=None):
         super().__init__()
@@ -101,49 +102,60 @@ class Dropout(Layer):
     def state_dict(self):
         """{'generator': the mask generator's PCG64 state, its 128-bit words as decimal strings
         (None before the network initialised it)}."""
-        if self._rng is None:
-            return {"generator": None}
-        st = self._rng.bit_generator.state
-        return {"generator": {"bit_generator": st["bit_generator"],
-                              "state": str(int(st["state"]["state"])),
-                              "inc": str(int(st["state"]["inc"])),
-                              "has_uint32": int(st["has_uint32"]),
-                              "uinteger": int(st["uinteger"])}}
+        return {"generator": generator_state(self._rng)}
 
     def load_state_dict(self, state):
         """Restore a ``state_dict()``: every field is checked (ValueError), then the generator's
         state is set, so masks continue exactly where the saved layer stopped."""
         if not isinstance(state, dict) or set(state) != {"generator"}:
             raise ValueError(f"Dropout state must be {{'generator': ...}}, got {state!r}")
-        gen = state["generator"]
-        if gen is None:
-            self._rng = None
-            return
-        keys = {"bit_generator", "state", "inc", "has_uint32", "uinteger"}
-        if not isinstance(gen, dict) or set(gen) != keys or gen["bit_generator"] != "PCG64":
-            raise ValueError(f"Dropout generator state must be a PCG64 state with keys "
-                             f"{sorted(keys)}, got {gen!r}")
-        words = []
-        for name in ("state", "inc"):
-            text = gen[name]
-            if not (isinstance(text, str) and text.isdigit() and 0 < len(text) <= 39):
-                raise ValueError(f"Dropout generator {name!r} must be a decimal string, "
-                                 f"got {text!r}")
-            words.append(int(text))
-        value, inc = words
-        has_uint32, uinteger = gen["has_uint32"], gen["uinteger"]
-        if not (value < 2**128 and inc < 2**128 and inc % 2 == 1):
-            raise ValueError("Dropout generator state: 'state' and 'inc' must be below 2**128 "
-                             "and 'inc' odd")
-        if has_uint32 not in (0, 1) or isinstance(has_uint32, bool) or \
-                not isinstance(uinteger, int) or isinstance(uinteger, bool) or \
-                not 0 <= uinteger < 2**32:
-            raise ValueError("Dropout generator state: 'has_uint32' must be 0 or 1 and "
-                             "'uinteger' a 32-bit unsigned int")
-        # the generator is shared state (layers/_base.py): set in place when it exists
-        if self._rng is None or not isinstance(self._rng.bit_generator, np.random.PCG64):
-            self._rng = np.random.Generator(np.random.PCG64())
-        self._rng.bit_generator.state = {"bit_generator": "PCG64",
-                                         "state": {"state": value, "inc": inc},
-                                         "has_uint32": int(has_uint32),
-                                         "uinteger": int(uinteger)}
+        self._rng = load_generator_state(self._rng, state["generator"], "Dropout")
+
+
+def generator_state(rng):
+    """JSON-serialisable state of a PCG64 ``numpy.random.Generator`` (its 128-bit words as
+    decimal strings), or None for None."""
+    if rng is None:
+        return None
+    st = rng.bit_generator.state
+    return {"bit_generator": st["bit_generator"],
+            "state": str(int(st["state"]["state"])),
+            "inc": str(int(st["state"]["inc"])),
+            "has_uint32": int(st["has_uint32"]),
+            "uinteger": int(st["uinteger"])}
+
+
+def load_generator_state(rng, gen, owner):
+    """The generator to use after loading ``gen`` (a ``generator_state``): every field checked
+    (ValueError naming ``owner``), then set IN PLACE on ``rng`` when it exists (a generator is
+    shared state, layers/_base.py); None for None."""
+    if gen is None:
+        return None
+    keys = {"bit_generator", "state", "inc", "has_uint32", "uinteger"}
+    if not isinstance(gen, dict) or set(gen) != keys or gen["bit_generator"] != "PCG64":
+        raise ValueError(f"{owner} generator state must be a PCG64 state with keys "
+                         f"{sorted(keys)}, got {gen!r}")
+    words = []
+    for name in ("state", "inc"):
+        text = gen[name]
+        if not (isinstance(text, str) and text.isdigit() and 0 < len(text) <= 39):
+            raise ValueError(f"{owner} generator {name!r} must be a decimal string, "
+                             f"got {text!r}")
+        words.append(int(text))
+    value, inc = words
+    has_uint32, uinteger = gen["has_uint32"], gen["uinteger"]
+    if not (value < 2**128 and inc < 2**128 and inc % 2 == 1):
+        raise ValueError(f"{owner} generator state: 'state' and 'inc' must be below 2**128 "
+                         "and 'inc' odd")
+    if has_uint32 not in (0, 1) or isinstance(has_uint32, bool) or \
+            not isinstance(uinteger, int) or isinstance(uinteger, bool) or \
+            not 0 <= uinteger < 2**32:
+        raise ValueError(f"{owner} generator state: 'has_uint32' must be 0 or 1 and "
+                         "'uinteger' a 32-bit unsigned int")
+    if rng is None or not isinstance(rng.bit_generator, np.random.PCG64):
+        rng = np.random.Generator(np.random.PCG64())
+    rng.bit_generator.state = {"bit_generator": "PCG64",
+                               "state": {"state": value, "inc": inc},
+                               "has_uint32": int(has_uint32),
+                               "uinteger": int(uinteger)}
+    return rng

@@ -29,7 +29,10 @@ class Embedding(Layer):
         Length of each vector.
     padding_idx : int or None, default=None
         An id whose vector starts at zero and gets no gradient (so it stays as it is: a padding
-        token contributes nothing learned), as in PyTorch.
+        token contributes nothing learned), as in PyTorch.  On (n, T) sequences it also marks
+        the padded positions: the output carries the sequence mask ids != padding_idx, which
+        attention layers (padded keys are never attended to) and masked poolings read (see
+        "Sequence masks" in nnc/layers/_base.py).
 
     Notes
     -----
@@ -68,9 +71,17 @@ class Embedding(Layer):
         if self.padding_idx is not None:
             W[self.padding_idx] = 0
 
+    @property
+    def mask_source(self):
+        """True when the layer marks padded positions of (n, T) sequences (``padding_idx``)."""
+        return (self.padding_idx is not None and self.input_shape is not None
+                and len(self.input_shape) == 1)
+
     def allocate(self, batch_size):
         super().allocate(batch_size)
         self._ws_out = np.empty((batch_size,) + self.output_shape, dtype=self.dtype)
+        self._ws_mask = (np.empty((batch_size,) + self.input_shape, dtype=np.bool_)
+                         if self.mask_source else None)
 
     def _forward(self, X, training):
         n = X.shape[0]
@@ -79,7 +90,12 @@ class Embedding(Layer):
         _embedding.embedding_forward(ids, self.params[0], Y.reshape(-1, self.dim),
                                      n_threads())
         self._cache_ids = ids
+        if self._ws_mask is not None:       # the sequence mask: True at the real tokens
+            self._cache_mask_out = np.not_equal(X, self.padding_idx, out=self._ws_mask[:n])
         return Y
+
+    def _output_mask(self, mask):
+        return self.__dict__.get("_cache_mask_out") if self.mask_source else None
 
     def _backward(self, dY, need_dX):
         ids = self._cache_ids

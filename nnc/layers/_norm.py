@@ -69,6 +69,12 @@ class LayerNorm(Layer):
 
     output_reusable = True
 
+    @property
+    def keeps_mask(self):
+        """Each position of a sequence is normalised on its own (when the first sample axis is
+        not normalised over): positions, and their mask, are kept."""
+        return self.input_shape is not None and len(self.input_shape) > len(self._norm_shape)
+
     def __init__(self, normalized_shape=None, eps=1e-5, elementwise_affine=True):
         super().__init__()
         if normalized_shape is not None:

@@ -57,8 +57,8 @@ def test_layer_argument_validation():
         Dense(2.5)
     with pytest.raises(ValueError, match="negative_slope"):
         LeakyReLU(1.5)
-    with pytest.raises(ValueError, match="Flatten"):
-        Dense(3).build((2, 3), np.float64)
+    # samples of more than one axis: position-wise on the last one (tests/layers/test_attention.py)
+    assert Dense(4).build((2, 3), np.float64) == (2, 4)
 
 
 def test_set_weights_validates_shapes():

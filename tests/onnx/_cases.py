@@ -65,6 +65,22 @@ CASES = {
     "embedding": (lambda: [L.Embedding(11, 4)], (6,), "mse"),
     "embedding_stack": (lambda: [L.Embedding(9, 5, padding_idx=0), L.LayerNorm(), L.GRU(3),
                                  L.Dense(2)], (7,), "softmax_cross_entropy"),
+    "attention": (lambda: [L.MultiHeadSelfAttention(2, 6)], (5, 6), "mse"),
+    "attention_causal_1head": (lambda: [L.MultiHeadSelfAttention(1, 4, causal=True)], (6, 4),
+                               "mse"),
+    "residual": (lambda: [L.Residual([L.Dense(5), L.Tanh(), L.Dense(3)])], (4, 3), "mse"),
+    "residual_flat": (lambda: [L.Residual([L.Dense(4), L.Sigmoid()]), L.Dense(2)], (4,),
+                      "binary_cross_entropy"),
+    "positional": (lambda: [L.PositionalEmbedding(9, 4), L.Dense(3)], (6, 4), "mse"),
+    "positional_sinusoidal": (lambda: [L.PositionalEmbedding(6, 5, kind="sinusoidal")], (6, 5),
+                              "mse"),
+    "transformer_block": (lambda: [L.TransformerEncoderBlock(8, 2, 12, dropout=0.1)], (5, 8),
+                          "mse"),
+    "transformer_padded": (lambda: [L.Embedding(4, 8, padding_idx=0),
+                                    L.PositionalEmbedding(7, 8, kind="sinusoidal"),
+                                    L.TransformerEncoderBlock(8, 4, 16, causal=True),
+                                    L.Residual([L.MultiHeadSelfAttention(2, 8)]),
+                                    L.Flatten(), L.Dense(3)], (7,), "softmax_cross_entropy"),
 }
 for _name, _cls in _RNNS.items():
     for _seq in (False, True):
