@@ -30,7 +30,8 @@ def _gather_buffers(net, X, y, sample_weight, batch_size):
     return bufs[1:]
 
 
-def run_epoch(net, X, y, optimizer, batch_size, sample_weight=None, indices=None, loss_scale=1.0):
+def run_epoch(net, X, y, optimizer, batch_size, sample_weight=None, indices=None, loss_scale=1.0,
+              sync=None):
     n = X.shape[0]
     batch_size = int(max(1, min(batch_size, n)))
     net._ensure_batch(batch_size)
@@ -41,11 +42,16 @@ def run_epoch(net, X, y, optimizer, batch_size, sample_weight=None, indices=None
             fast = _mlp_fast.select(net, optimizer)
             if fast is not None:
                 loss = fast(net, X, y, optimizer, batch_size, sample_weight, indices, loss_scale,
-                            guard)
+                            guard, sync)
+            elif sync is not None:
+                loss = _python_epoch_synced(net, X, y, optimizer, batch_size, sample_weight,
+                                            indices, loss_scale, guard, sync)
             else:
                 loss = _python_epoch(net, X, y, optimizer, batch_size, sample_weight, indices,
                                      loss_scale, guard)
-            if guard is not None and guard.pending is not None:   # during the last batch
+            # during the last batch (data-parallel: the estimators ask every rank at the
+            # epoch boundary, so all ranks stop together)
+            if sync is None and guard is not None and guard.pending is not None:
                 try:
                     guard.deliver()
                 except KeyboardInterrupt:
@@ -99,3 +105,81 @@ def _python_epoch(net, X, y, optimizer, batch_size, sample_weight, indices, loss
                 raise EpochInterrupted(stop, total / stop) from None
     return total / n
 
+
+
+def consume_sigint(guard):
+    """Run the handler of a pending Ctrl-C without letting it raise: a data-parallel epoch stops
+    on every rank together when any rank saw Ctrl-C (the ranks that saw it consume it here)."""
+    if guard is not None and guard.pending is not None:
+        try:
+            guard.deliver()
+        except KeyboardInterrupt:
+            pass
+
+
+def _python_epoch_synced(net, X, y, optimizer, batch_size, sample_weight, indices, loss_scale,
+                         guard, sync):
+    """One data-parallel epoch driven from Python (convolutional and recurrent networks).
+
+    Step s: this rank's rows s*B .. s*B+B-1 (possibly none); the local mean loss and gradient,
+    scaled by (local weight sum / W_s), are this rank's share of the step's global mean
+    (``sync.plan``); ONE in-place allreduce of the gradient buffer with its two trailing slots
+    (loss share, Ctrl-C flag); then the same loss check, clipping and optimizer step on every
+    rank (see nnc/_distributed.py).  Returns the global epoch loss."""
+    n = X.shape[0]
+    alpha = float(getattr(optimizer, "alpha", 0.0))
+    clip = net.clip_grad_norm
+    plan = sync.plan
+    Xg, yg, swg = _gather_buffers(net, X, y, sample_weight, batch_size)
+    buf = net._grads_buf
+    P = net.params.shape[0]
+    grads = net.grads
+    total = 0.0
+    done = 0.0
+    for step in range(sync.n_steps):
+        start = step * batch_size
+        stop = min(n, start + batch_size)
+        m = max(0, stop - start)
+        W, M = float(plan[2 * step]), float(plan[2 * step + 1])
+        part = 0.0
+        local = 0.0
+        if m:
+            if indices is None:
+                Xb, yb = X[start:stop], y[start:stop]
+                swb = None if sample_weight is None else sample_weight[start:stop]
+            else:
+                idx = indices[start:stop]
+                Xb, yb = Xg[:m], yg[:m]
+                np.take(X, idx, axis=0, out=Xb)
+                np.take(y, idx, axis=0, out=yb)
+                swb = None
+                if sample_weight is not None:
+                    swb = swg[:m]
+                    np.take(sample_weight, idx, axis=0, out=swb)
+            local = float(m) if swb is None else float(swb.sum(dtype=np.float64))
+        if local > 0:
+            share = local / W
+            part = share * loss_scale * float(net._batch_loss_gradient(Xb, yb, swb))
+            grads *= grads.dtype.type(share)
+        else:
+            grads[...] = 0
+        buf[P] = part
+        buf[P + 1] = 1 if (guard is not None and guard.pending is not None) else 0
+        sync.comm.allreduce_grads(buf)
+        loss = float(buf[P])
+        if alpha:
+            loss += alpha * net.l2_penalty() / W
+        if not np.isfinite(loss):
+            raise FloatingPointError(
+                f"the training loss became {loss} (step {step}, over every rank); the weights "
+                "are those before this step. Lower the learning rate, scale the inputs or set "
+                "clip_grad_norm.")
+        if clip:
+            _optim.clip_grad_norm(grads, clip)
+        optimizer.step(net.params, grads, n_decay=net.n_decay, n_samples=W)
+        total += loss * M
+        done += M
+        if buf[P + 1] != 0 and step + 1 < sync.n_steps:
+            consume_sigint(guard)
+            raise EpochInterrupted(done, total / done)
+    return total / sync.n_total

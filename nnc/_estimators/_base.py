@@ -34,6 +34,7 @@ two; a warm start / partial_fit brackets its in-place update with ``Sequential._
 Model files sit above the estimators: ``est.save(path)`` imports ``nnc._io`` when it is called,
 so importing an estimator never imports the model-file code.
 """
+import contextlib
 import copy
 import threading
 import time
@@ -45,8 +46,11 @@ from nnc._compat import SKLEARN_INSTALLED, ConvergenceWarning, NotFittedError
 from nnc._estimators._inputs import _InputValidation, _check_sample_weight, _check_y_present
 from nnc._estimators._params import (_check_bool, _check_interval, _check_random_state_param,
                                      _check_verbose)
+from nnc import _distributed
+from nnc._estimators._inputs import _ALL_ZERO_WEIGHTS
 from nnc._interrupt import EpochInterrupted, deferred_sigint
 from nnc._network import Sequential, _check_random_state
+from nnc._trainer import consume_sigint
 from nnc._validation import check_sample_weight
 
 if SKLEARN_INSTALLED:
@@ -80,21 +84,78 @@ class NonFiniteLossError(ValueError, FloatingPointError):
     """Training produced a non-finite loss; the estimator was left as before the call."""
 
 
-def _check_finite_result(net, X):
+def _check_finite_result(net, X, comm=None):
     """NonFiniteLossError unless the weights, and the outputs on up to _FINITE_CHECK_ROWS rows
-    of X spread evenly, are finite (the end-of-step check of fit, partial_fit, warm starts)."""
-    if not np.isfinite(net.params).all():
-        raise NonFiniteLossError(
+    of X spread evenly, are finite (the end-of-step check of fit, partial_fit, warm starts;
+    data-parallel: of every rank's X, the error raised on every rank)."""
+    if not np.isfinite(net.params).all():    # the same weights on every rank
+        raise _collective(NonFiniteLossError(
             "Solver produced non-finite parameter weights. The input data may contain large "
-            "values and need to be preprocessed.")
+            "values and need to be preprocessed."), comm)
     n = X.shape[0]
     rows = X[::max(1, n // _FINITE_CHECK_ROWS)][:_FINITE_CHECK_ROWS]
-    if not np.isfinite(net.forward(np.ascontiguousarray(rows))).all():
-        raise NonFiniteLossError(
+    bad = not np.isfinite(net.forward(np.ascontiguousarray(rows))).all()
+    if comm is not None:
+        bad = comm.any(bad)
+    if bad:
+        raise _collective(NonFiniteLossError(
             "Solver produced weights whose outputs are not finite (they overflow the network's "
             f"dtype, {np.dtype(net.dtype).name}). The input data may contain large values and "
             "need to be preprocessed, or the learning rate is too high; the estimator was left "
-            "as it was before this call.")
+            "as it was before this call."), comm)
+
+
+def _collective(exc, comm):
+    """`exc`, marked as raised alike on every rank when training data-parallel."""
+    if comm is not None:
+        exc.nnc_collective = True
+    return exc
+
+
+def _agreement(comm):
+    """Data-parallel: ``comm.agreement()`` (local errors raised on every rank after one
+    allgather); otherwise a block that raises as usual and whose box is ignored."""
+    if comm is None:
+        return contextlib.nullcontext(_distributed._Box())
+    return comm.agreement()
+
+
+def _digest(array):
+    """A short hash of an array's bytes (the same weights on every rank?)."""
+    import hashlib
+    return hashlib.blake2b(np.ascontiguousarray(array).view(np.uint8),
+                           digest_size=16).hexdigest()
+
+
+def _deliver_pending(guard, comm):
+    """At an epoch boundary: a Ctrl-C recorded by the guard is delivered (Python's handler raises
+    KeyboardInterrupt).  Data-parallel: one collective asks every rank, and every rank stops
+    (KeyboardInterrupt) when any rank saw Ctrl-C."""
+    pending = guard is not None and guard.pending is not None
+    if comm is None:
+        if pending:
+            guard.deliver()
+        return
+    if comm.any(pending):
+        consume_sigint(guard)
+        raise KeyboardInterrupt
+
+
+def _params_digest(est):
+    """The hyper-parameters every rank must share, as a comparable text (layers and optimizer
+    instances by their configs; a RandomState instance by its state)."""
+    out = {}
+    for key, value in sorted(est.get_params(deep=False).items()):
+        if isinstance(value, np.random.RandomState):
+            value = ("RandomState", value.get_state()[1][:4].tolist(), value.get_state()[2])
+        elif isinstance(value, (list, tuple)) and any(hasattr(v, "get_config") for v in value):
+            value = [(type(v).__name__, v.get_config()) for v in value]
+        elif hasattr(value, "get_config"):
+            value = (type(value).__name__, value.get_config())
+        elif isinstance(value, dict):
+            value = sorted(value.items(), key=repr)
+        out[key] = repr(value)
+    return out
 
 
 class SaveMixin:
@@ -222,23 +283,42 @@ class BaseNeuralNet(SaveMixin, _InputValidation, BaseEstimator):
         return self._fit(X, y, sample_weight, incremental=False)
 
     def _fit(self, X, y, sample_weight=None, incremental=False, classes=None):
-        self._check_params()
-        fitted = self.__sklearn_is_fitted__()
-        warm = fitted and (incremental or self.warm_start)
-        if incremental and self.early_stopping:
-            raise ValueError("partial_fit does not support early_stopping=True")
-        _check_y_present(self, y)
+        comm = _distributed.current()
+        if comm is None:
+            return self._fit_with(None, X, y, sample_weight, incremental, classes)
+        # data-parallel (nnc.distributed): a failure on this rank alone aborts every rank
+        with comm.collective():
+            return self._fit_with(comm, X, y, sample_weight, incremental, classes)
 
-        # -- validation (nothing in self changes before training succeeded)
-        X, feature_names = self._validate_X(X, reset=not warm,
-                                            dtype=self.network_.dtype if warm else None)
-        dtype = X.dtype
-        n = X.shape[0]
-        targets = self._encode_targets(y, warm, incremental, classes, dtype)
-        if targets.y.shape[0] != n:
-            raise ValueError(f"Found input variables with inconsistent numbers of samples: "
-                             f"[{n}, {targets.y.shape[0]}]")
-        sw = _check_sample_weight(sample_weight, n, dtype)
+    def _fit_with(self, comm, X, y, sample_weight, incremental, classes):
+        """The fit; `comm` (nnc._distributed.Communicator or None) makes it data-parallel."""
+        # -- validation (nothing in self changes before training succeeded); data-parallel: on
+        # every rank's shard, then one allgather, so any error is raised on every rank
+        with _agreement(comm) as agreed:
+            self._check_params()
+            fitted = self.__sklearn_is_fitted__()
+            warm = fitted and (incremental or self.warm_start)
+            if incremental and self.early_stopping:
+                raise ValueError("partial_fit does not support early_stopping=True")
+            _check_y_present(self, y)
+            X, feature_names = self._validate_X(X, reset=not warm,
+                                                dtype=self.network_.dtype if warm else None)
+            dtype = X.dtype
+            n = X.shape[0]
+            if comm is None:
+                targets = self._encode_targets(y, warm, incremental, classes, dtype)
+                if targets.y.shape[0] != n:
+                    raise ValueError(f"Found input variables with inconsistent numbers of "
+                                     f"samples: [{n}, {targets.y.shape[0]}]")
+            else:
+                y_summary, targets = self._target_summary(y, n, warm, incremental, classes,
+                                                          dtype)
+            sw = _check_sample_weight(sample_weight, n, dtype, positive_sum=comm is None)
+            if comm is not None:
+                agreed.value = self._rank_summary(X, feature_names, warm, sw, y_summary)
+        if comm is not None:
+            targets = self._agree(comm, agreed.values, y, warm, incremental, classes, dtype,
+                                  targets)
         sw = self._apply_class_weight(sw, targets, incremental, dtype)
         rng = _check_random_state(self.random_state)
 
@@ -246,6 +326,8 @@ class BaseNeuralNet(SaveMixin, _InputValidation, BaseEstimator):
             net = self.network_
         else:
             net = self._build_network(X.shape[1:], targets, dtype, rng, incremental)
+            if comm is not None:
+                comm.bcast(net.params)    # rank 0's initial weights (random_state=None too)
         y_net = net._check_y(targets.y, n)
         state = self._initial_state(net, warm)
         # warm: other threads' predictions read this copy until the update is over
@@ -257,10 +339,13 @@ class BaseNeuralNet(SaveMixin, _InputValidation, BaseEstimator):
             if warm:
                 self._sync_user_weights(net)
             if self._solver() == "lbfgs":
-                self._fit_lbfgs(net, X, y_net, sw, state, targets)
+                self._fit_lbfgs(net, X, y_net, sw, state, targets, comm)
             else:
-                self._fit_stochastic(net, X, y_net, sw, state, targets, incremental, rng)
-            _check_finite_result(net, X)
+                self._fit_stochastic(net, X, y_net, sw, state, targets, incremental, rng,
+                                     comm)
+            if comm is not None:
+                comm.check_same_weights(net)
+            _check_finite_result(net, X, comm)
         except BaseException:
             if warm:
                 net.params[...] = snapshot
@@ -275,6 +360,53 @@ class BaseNeuralNet(SaveMixin, _InputValidation, BaseEstimator):
             if warm:
                 net._end_update()
         return self
+
+    # ---------------------------------------------------------------- data-parallel agreement
+    def _rank_summary(self, X, feature_names, warm, sw, y_summary):
+        """What this rank's data and model look like; every rank must agree (``_agree``)."""
+        return {
+            "n": int(X.shape[0]),
+            "shape": tuple(X.shape[1:]),
+            "dtype": X.dtype.name,
+            "names": None if feature_names is None else [str(v) for v in feature_names],
+            "params": _params_digest(self),
+            "warm": bool(warm),
+            "weights": (_digest(self.network_.params) if warm else None),
+            "sw": float(X.shape[0]) if sw is None else float(sw.sum(dtype=np.float64)),
+            "weighted": sw is not None,
+            "y": y_summary,
+        }
+
+    def _agree(self, comm, summaries, y, warm, incremental, classes, dtype, targets):
+        """Check every rank's summary against the others (the same DistributedError on every
+        rank when they differ) and return this rank's targets encoded alike on every rank."""
+        def differ(key, what, show=repr):
+            values = [s[key] for s in summaries]
+            if any(v != values[0] for v in values[1:]):
+                text = ", ".join(f"rank {r}: {show(v)}" for r, v in enumerate(values))
+                raise _collective(_distributed.DistributedError(
+                    f"the ranks disagree on {what} ({text})"), comm)
+
+        differ("shape", "the sample shape (number of features)")
+        differ("dtype", "the dtype of X (resolved from X and the dtype parameter)")
+        differ("names", "the feature names of X")
+        params = [s["params"] for s in summaries]
+        for key in params[0]:
+            if any(p.get(key) != params[0][key] for p in params[1:]):
+                text = ", ".join(f"rank {r}: {p.get(key)}" for r, p in enumerate(params))
+                raise _collective(_distributed.DistributedError(
+                    f"the ranks disagree on the hyper-parameter {key!r} ({text})"), comm)
+        differ("warm", "whether this call continues a fitted model")
+        differ("weights", "the fitted weights (a warm start or partial_fit needs the same "
+                          "model on every rank)")
+        differ("weighted", "whether sample_weight is given")
+        if sum(s["sw"] for s in summaries) <= 0:
+            raise _collective(ValueError(_ALL_ZERO_WEIGHTS), comm)
+        try:
+            return self._agree_targets(y, [s["y"] for s in summaries], warm, incremental,
+                                       classes, dtype, targets)
+        except Exception as exc:      # decided from what every rank shares: raised everywhere
+            raise _collective(exc, comm)
 
     def _initial_state(self, net, warm):
         """Loss curve, stopping counters, best weights: continued on warm starts."""
@@ -333,7 +465,7 @@ class BaseNeuralNet(SaveMixin, _InputValidation, BaseEstimator):
         return 1.0
 
     # ---------------------------------------------------------------- stochastic solvers
-    def _fit_stochastic(self, net, X, y, sw, st, targets, incremental, rng):
+    def _fit_stochastic(self, net, X, y, sw, st, targets, incremental, rng, comm=None):
         if incremental and st.optimizer is not None:
             optimizer = copy.deepcopy(st.optimizer)
         else:
@@ -341,18 +473,23 @@ class BaseNeuralNet(SaveMixin, _InputValidation, BaseEstimator):
         schedule, lr_init, power_t = self._lr_schedule()
 
         X_val = y_val = sw_val = None
-        if self.early_stopping:
-            train, val = _train_val_split(X.shape[0], float(self.validation_fraction), rng,
-                                          targets.stratify)
-            if val.shape[0] < 2:
-                raise ValueError("The validation set is too small. Increase "
-                                 "'validation_fraction' or the size of your dataset.")
-            X_val, y_val = X[val], y[val]
-            sw_val = None if sw is None else sw[val]
-            X, y = X[train], y[train]
-            sw = None if sw is None else sw[train]
-        n = X.shape[0]
-        batch_size = self._batch_size(n)
+        with _agreement(comm) as agreed:     # data-parallel: every rank's split, then one check
+            if self.early_stopping:
+                train, val = _train_val_split(X.shape[0], float(self.validation_fraction), rng,
+                                              targets.stratify)
+                if comm is None and val.shape[0] < 2:
+                    raise ValueError("The validation set is too small. Increase "
+                                     "'validation_fraction' or the size of your dataset.")
+                X_val, y_val = X[val], y[val]
+                sw_val = None if sw is None else sw[val]
+                X, y = X[train], y[train]
+                sw = None if sw is None else sw[train]
+            n = X.shape[0]
+            batch_size = self._batch_size(n)
+            agreed.value = (n, batch_size, 0 if X_val is None else X_val.shape[0])
+        sync = None if comm is None else _distributed.FitSync(
+            comm, agreed.values, sw, self.early_stopping, rng)
+        shuffle_rng = rng if sync is None else sync.shuffle_rng
         loss_scale = self._loss_scale(targets)
         sample_idx = np.arange(n)
         max_iter = self._max_iter()
@@ -362,29 +499,31 @@ class BaseNeuralNet(SaveMixin, _InputValidation, BaseEstimator):
                 for _ in range(max_iter):
                     if self.shuffle:
                         perm = np.arange(n)
-                        rng.shuffle(perm)
+                        shuffle_rng.shuffle(perm)
                         sample_idx = sample_idx[perm]
                     interrupted = None
+                    order = sample_idx if self.shuffle else None
                     try:
-                        loss = net.train_epoch(X, y, optimizer, batch_size, sw,
-                                               sample_idx if self.shuffle else None,
-                                               loss_scale)
-                        n_done = n
+                        loss = net.train_epoch(X, y, optimizer, batch_size, sw, order,
+                                               loss_scale,
+                                               None if sync is None else sync.epoch(order))
+                        n_done = n if sync is None else sync.n_total
                     except EpochInterrupted as exc:   # at a batch boundary: count its batches
                         interrupted, loss, n_done = exc, exc.loss, exc.n_samples
                     except FloatingPointError as exc:
-                        raise NonFiniteLossError(
+                        raise _collective(NonFiniteLossError(
                             "Solver produced non-finite parameter weights. The input data may "
                             "contain large values and need to be preprocessed. The training "
                             f"loss became non-finite in iteration {st.n_iter_ + 1} ({exc}); the "
-                            "estimator was left as it was before this call.") from exc
+                            "estimator was left as it was before this call."), comm) from exc
                     st.n_iter_ += 1
                     st.loss_ = float(loss)
                     st.t_ += n_done
                     st.loss_curve_.append(st.loss_)
                     val_score = None
                     if self.early_stopping:
-                        val_score = self._validation_score(net, targets, X_val, y_val, sw_val)
+                        val_score = self._validation_score(net, targets, X_val, y_val, sw_val,
+                                                           comm)
                     self._report_epoch(st.n_iter_, st.loss_, val_score,
                                        time.perf_counter() - start)
                     self._update_no_improvement(st, net, val_score)
@@ -405,11 +544,9 @@ class BaseNeuralNet(SaveMixin, _InputValidation, BaseEstimator):
                         warnings.warn(f"Stochastic Optimizer: Maximum iterations ({max_iter}) "
                                       "reached and the optimization hasn't converged yet.",
                                       ConvergenceWarning, stacklevel=4)
-                    if guard is not None and guard.pending is not None:
-                        guard.deliver()      # Ctrl-C during the bookkeeping: stop here
-                if guard is not None and guard.pending is not None:
-                    guard.deliver()          # ... or after the last epoch
-            except KeyboardInterrupt:
+                    _deliver_pending(guard, comm)   # Ctrl-C during the bookkeeping: stop
+                _deliver_pending(guard, comm)       # ... or after the last epoch
+            except KeyboardInterrupt:     # data-parallel: raised on every rank alike
                 warnings.warn("Training interrupted by user.", UserWarning, stacklevel=4)
         if self.early_stopping:
             net.params[...] = st.best_params
@@ -417,16 +554,17 @@ class BaseNeuralNet(SaveMixin, _InputValidation, BaseEstimator):
 
     def _trigger_stopping(self, msg, schedule, optimizer):
         """scikit-learn's rule: stop, unless 'adaptive' can still divide the rate by 5."""
+        verbose = self.verbose and _distributed.prints_here()
         if schedule != "adaptive":
-            if self.verbose:
+            if verbose:
                 print(msg + " Stopping.")
             return True
         if optimizer.learning_rate <= 1e-6:
-            if self.verbose:
+            if verbose:
                 print(msg + " Learning rate too small. Stopping.")
             return True
         optimizer.learning_rate /= 5.0
-        if self.verbose:
+        if verbose:
             print(msg + " Setting learning rate to %f" % optimizer.learning_rate)
         return False
 
@@ -450,43 +588,56 @@ class BaseNeuralNet(SaveMixin, _InputValidation, BaseEstimator):
                 st.best_loss_ = last
 
     def _report_epoch(self, n_iter, loss, val_score, elapsed):
-        if self.verbose:
+        if self.verbose and _distributed.prints_here():     # data-parallel: rank 0 prints
             print("Iteration %d, loss = %.8f" % (n_iter, loss))
             if val_score is not None:
                 print("Validation score: %f" % val_score)
 
     # ---------------------------------------------------------------- L-BFGS
-    def _fit_lbfgs(self, net, X, y, sw, st, targets):
+    def _fit_lbfgs(self, net, X, y, sw, st, targets, comm=None):
         """scipy's L-BFGS-B directly on the flat buffer (weights first, then biases: the x
-        vector is scikit-learn's packed coefs_ + intercepts_)."""
+        vector is scikit-learn's packed coefs_ + intercepts_).  Data-parallel: each evaluation
+        sums every rank's weighted loss and gradient in one allreduce, so every rank runs the
+        same iterations."""
         import scipy.optimize
 
         n = X.shape[0]
         alpha = float(self.alpha)
         loss_scale = self._loss_scale(targets)
         sw_sum = float(n) if sw is None else float(sw.sum())
+        if comm is not None:
+            sw_sum = float(comm.allreduce_scalars([float(n) if sw is None else
+                                                   float(sw.sum(dtype=np.float64))])[0])
         n_decay = net.n_decay
         chunk = n if n <= _LBFGS_CHUNK else _LBFGS_CHUNK
         net._ensure_batch(chunk)
         params = net.params
         best = {"f": np.inf, "x": None}
 
+        n_params = params.shape[0]
+
         def fun(x):
             params[...] = x
-            if chunk == n:
+            if chunk == n and comm is None:
                 loss = float(net._batch_loss_gradient(X, y, sw))
                 grad = net.grads.astype(np.float64)
             else:
-                loss, grad = 0.0, np.zeros(params.shape[0])
+                # weighted sums over chunks; data-parallel: [gradient sum, loss sum] of every
+                # rank added in one allreduce
+                acc = np.zeros(n_params + 1)
+                grad = acc[:n_params]
                 for a in range(0, n, chunk):
                     b = min(n, a + chunk)
                     swc = None if sw is None else sw[a:b]
                     wc = float(b - a) if swc is None else float(swc.sum())
                     if wc == 0:
                         continue
-                    loss += wc * float(net._batch_loss_gradient(X[a:b], y[a:b], swc))
+                    acc[n_params] += wc * float(net._batch_loss_gradient(X[a:b], y[a:b], swc))
                     grad += wc * net.grads
-                loss /= sw_sum
+                if comm is not None:
+                    acc = comm.allreduce_scalars(acc)
+                    grad = acc[:n_params]
+                loss = float(acc[n_params]) / sw_sum
                 grad /= sw_sum
             w = x[:n_decay]
             loss = loss_scale * loss + 0.5 * alpha * float(np.dot(w, w)) / sw_sum
@@ -507,6 +658,8 @@ class BaseNeuralNet(SaveMixin, _InputValidation, BaseEstimator):
                 fun, x0, method="L-BFGS-B", jac=True, callback=count,
                 options={"maxfun": self.max_fun, "maxiter": max_iter, "gtol": self.tol})
         except KeyboardInterrupt:
+            if comm is not None:
+                raise       # not agreed between the ranks: abort (nnc/_distributed.py)
             warnings.warn("Training interrupted by user.", UserWarning)
             if best["x"] is not None:
                 params[...] = best["x"]

@@ -8,6 +8,7 @@ stopping rule are the MLPs' (the fit loop in ``_base.py``).
 """
 
 
+from nnc import _distributed
 from nnc._compat import ClassifierMixin, RegressorMixin
 from nnc._estimators._base import BaseNeuralNet
 from nnc._estimators._classifier import _ClassifierNN
@@ -106,7 +107,7 @@ class _BaseNeuralNet(BaseNeuralNet):
                              alpha=float(self.alpha))
 
     def _report_epoch(self, n_iter, loss, val_score, elapsed):
-        if self.verbose:
+        if self.verbose and _distributed.prints_here():     # data-parallel: rank 0 prints
             line = f"Epoch {n_iter}/{self.max_epochs}, loss = {loss:.8f}"
             if val_score is not None:
                 line += f", validation score = {val_score:.6f}"
