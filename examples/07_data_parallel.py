@@ -97,7 +97,7 @@ def main(argv=None):
                 print(f"largest difference from one process fitting the union of the ranks' "
                       f"batches: {gap:.1e}")
     if rank == 0:
-        print(f"training loss per epoch: " + " ".join(f"{v:.3f}" for v in clf.loss_curve_))
+        print("training loss per epoch: " + " ".join(f"{v:.3f}" for v in clf.loss_curve_))
         print(f"test accuracy: {clf.score(X_test, y_test):.3f} on {len(X_test)} images")
         plot_or_skip(args, plot, clf.loss_curve_)
     return 0

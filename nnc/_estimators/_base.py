@@ -42,12 +42,12 @@ import warnings
 
 import numpy as np
 
+from nnc import _distributed
 from nnc._compat import SKLEARN_INSTALLED, ConvergenceWarning, NotFittedError
-from nnc._estimators._inputs import _InputValidation, _check_sample_weight, _check_y_present
+from nnc._estimators._inputs import (_ALL_ZERO_WEIGHTS, _InputValidation, _check_sample_weight,
+                                     _check_y_present)
 from nnc._estimators._params import (_check_bool, _check_interval, _check_random_state_param,
                                      _check_verbose)
-from nnc import _distributed
-from nnc._estimators._inputs import _ALL_ZERO_WEIGHTS
 from nnc._interrupt import EpochInterrupted, deferred_sigint
 from nnc._network import Sequential, _check_random_state
 from nnc._trainer import consume_sigint
@@ -118,13 +118,6 @@ def _agreement(comm):
     if comm is None:
         return contextlib.nullcontext(_distributed._Box())
     return comm.agreement()
-
-
-def _digest(array):
-    """A short hash of an array's bytes (the same weights on every rank?)."""
-    import hashlib
-    return hashlib.blake2b(np.ascontiguousarray(array).view(np.uint8),
-                           digest_size=16).hexdigest()
 
 
 def _deliver_pending(guard, comm):
@@ -371,7 +364,7 @@ class BaseNeuralNet(SaveMixin, _InputValidation, BaseEstimator):
             "names": None if feature_names is None else [str(v) for v in feature_names],
             "params": _params_digest(self),
             "warm": bool(warm),
-            "weights": (_digest(self.network_.params) if warm else None),
+            "weights": _distributed.digest(self.network_.params) if warm else None,
             "sw": float(X.shape[0]) if sw is None else float(sw.sum(dtype=np.float64)),
             "weighted": sw is not None,
             "y": y_summary,

@@ -21,7 +21,6 @@ from mpi4py import MPI
 import nnc
 from nnc import Sequential
 from nnc.layers import Conv2D, Dense, Flatten, LSTM, MaxPool2D, ReLU, SimpleRNN
-from nnc.optimizers import SGD
 
 warnings.simplefilter("ignore")
 COMM = MPI.COMM_WORLD

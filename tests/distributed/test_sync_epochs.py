@@ -169,8 +169,8 @@ def test_the_compiled_twin_checks_plan_and_buffers():
         return _mlp.train_epoch(
             plan_obj.desc, plan_obj.slopes, X, None, y, None, None, 8, net.params,
             net._grads_buf if grads is None else grads, s1, s2, opt._kernel_config(1.0, 0),
-            int(net._loss.code), 1.0, 0.0, bufs["ws"], bufs["D"], bufs["Xg"], bufs["Yg"], bufs["labg"],
-            bufs["swg"], bufs["result"], start, False, plan, comm)
+            int(net._loss.code), 1.0, 0.0, bufs["ws"], bufs["D"], bufs["Xg"], bufs["Yg"],
+            bufs["labg"], bufs["swg"], bufs["result"], start, False, plan, comm)
     good = _plan(X.shape[0], 8, None)
     with pytest.raises(ValueError, match="do not cover"):
         call(good[:-2])
