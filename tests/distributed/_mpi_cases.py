@@ -1,6 +1,7 @@
-"""Cases of the data-parallel tests, run as ``mpiexec -n 2 python _mpi_cases.py CASE`` (or without
-mpiexec: one rank) by tests/distributed/test_mpi.py.  Each rank prints ``RESULT <json>`` lines;
-the test reads them.  Not collected by pytest (it starts real MPI processes).
+"""Cases of the data-parallel tests, run by tests/distributed/test_mpi.py as
+``mpiexec -n 2 python _mpi_cases.py CASE[,CASE...]`` (or without mpiexec: one rank).  Each
+rank prints ``RESULT <json>`` lines (case, rank, results); the test reads them.  Not collected by
+pytest (it starts real MPI processes).
 
 Shards: the one-process reference visits the rows in order with batches of B rows; step s of
 rank r takes the r-th block of b = B / K rows of that batch (``interleave``), so the ranks'
@@ -28,7 +29,7 @@ RANK, SIZE = COMM.rank, COMM.size
 
 
 def report(**kw):
-    print("RESULT " + json.dumps({"rank": RANK, **kw}), flush=True)
+    print("RESULT " + json.dumps({"case": CASE, "rank": RANK, **kw}), flush=True)
 
 
 def interleave(n, B, K):
@@ -340,8 +341,9 @@ def case_self():
     report(results=out)
 
 
-CASE = sys.argv[1]
 CASES = {"equal": case_equal, "uneven": case_uneven, "mismatch": case_mismatch,
          "die": case_failure, "kill": case_failure, "hang": case_failure,
          "interrupt": case_interrupt, "stopping": case_stopping, "self": case_self}
-CASES[CASE]()
+# several cases in one launch (comma-separated, run in order: one process start-up for all)
+for CASE in sys.argv[1].split(","):
+    CASES[CASE]()

