@@ -49,6 +49,7 @@ import sys
 import threading
 import time
 import traceback
+import warnings
 
 import numpy as np
 
@@ -422,6 +423,11 @@ def _thread_limit(n):
             from threadpoolctl import threadpool_limits
             ctx = threadpool_limits(limits=n)
         except ImportError:
+            if n < _usable_cpus():
+                warnings.warn(f"nnc.distributed: the limit of {n} thread(s) per rank cannot "
+                              "reach the BLAS and OpenMP libraries without threadpoolctl (pip "
+                              "install threadpoolctl, or launch with OMP_NUM_THREADS="
+                              f"{n} OPENBLAS_NUM_THREADS={n})", RuntimeWarning, stacklevel=4)
             ctx = contextlib.nullcontext()
     with ctx:
         yield

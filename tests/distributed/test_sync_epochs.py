@@ -7,6 +7,9 @@ non-finite loss, a failing allreduce).
 With one rank the synced epoch must equal the plain epoch (the step plan's weight sums are the
 batches' own), which ties it to the plain loops' NumPy references.
 """
+import sys
+import warnings
+
 import numpy as np
 import pytest
 
@@ -208,8 +211,24 @@ def test_py_allreduce_checks_its_buffer():
 
 
 def test_distributed_without_mpi4py_says_what_to_install(monkeypatch):
-    monkeypatch.setitem(__import__("sys").modules, "mpi4py", None)
+    monkeypatch.setitem(sys.modules, "mpi4py", None)
     with pytest.raises(ImportError, match=r"nnc\[mpi\]"):
         with nnc.distributed():
             pass
     assert _distributed.current() is None
+
+
+def test_thread_limit_without_threadpoolctl_warns(monkeypatch):
+    """Before nnc's own thread setting and without threadpoolctl, a per-rank limit below the
+    CPU count cannot be applied: say so instead of silently oversubscribing."""
+    import nnc._config
+    monkeypatch.delattr(nnc._config, "config_context", raising=False)
+    monkeypatch.setitem(sys.modules, "threadpoolctl", None)
+    monkeypatch.setattr(_distributed, "_usable_cpus", lambda: 4)
+    with pytest.warns(RuntimeWarning, match="OMP_NUM_THREADS=2"):
+        with _distributed._thread_limit(2):
+            pass
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with _distributed._thread_limit(4):          # no limit needed: no warning
+            pass
