@@ -3,7 +3,8 @@
 Every ``nnc/_kernels/*.pyx`` is an extension module.  Environment switches:
 
 * ``NNC_DEBUG=1``     bounds, wraparound, initialized and None checks back on (the debug CI pass);
-* ``NNC_NO_OPENMP=1`` build without OpenMP (``prange`` then runs serially; ``_openmp.pxd`` has fallbacks);
+* ``NNC_NO_OPENMP=1`` build without OpenMP (nnc's own parallel passes then run serially, BLAS
+  products still get the policy's threads; ``_openmp.pxd`` / ``_parallel.pyx`` have fallbacks);
 * ``NNC_ONLY=_conv,_pool`` (developers) build only the named kernel modules, for quick rebuilds.
 """
 import os
@@ -102,7 +103,6 @@ setup(
     ext_modules=cythonize(
         extensions,
         compiler_directives=directives,
-        compile_time_env={"NNC_HAVE_OPENMP": bool(omp_compile)},
         nthreads=os.cpu_count() or 1,
         force=_force,
     ),

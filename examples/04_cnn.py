@@ -8,9 +8,16 @@ width) = (n, 1, 8, 8):
     Conv2D(32, 3, padding=1) -> ReLU -> MaxPool2D(2)      (32, 2, 2)
     Flatten -> Dense(64) -> ReLU -> Dense(10)
 
+Training is watched and steered with callbacks (nnc.callbacks): a held-out validation set
+(``fit(..., X_val=, y_val=)``) gives a validation loss after every epoch, ``ProgressLine`` prints
+one line per epoch, ``LearningRateScheduler("cosine")`` anneals the learning rate, and
+``EarlyStopping`` stops when the validation loss has not improved for 3 epochs and puts the best
+epoch's weights back.  (With scikit-learn >= 1.9 and rich, ``sklearn.callback.ProgressBar()``
+draws a bar instead.)
+
 The script prints the network, test accuracy, the confusion matrix, and saves a picture of 24 test
-images with their predicted labels: up to 8 of them mistakes (in red), the rest correct.  Without scikit-learn a synthetic stand-in
-for the digits is used.
+images with their predicted labels: up to 8 of them mistakes (in red), the rest correct.  Without
+scikit-learn a synthetic stand-in for the digits is used.
 
 Run:  python examples/04_cnn.py [--fast] [--no-plot] [--out FILE.png]
 """
@@ -20,6 +27,7 @@ import time
 import numpy as np
 
 import nnc
+from nnc.callbacks import EarlyStopping, LearningRateScheduler, ProgressLine
 from nnc.layers import Conv2D, Dense, Flatten, MaxPool2D, ReLU
 
 from _common import digit_images, parse_args, plot_or_skip, pyplot, save_figure
@@ -75,14 +83,19 @@ def main(argv=None):
             Flatten(), Dense(64), ReLU()]
     clf = nnc.NeuralNetClassifier(layers=body, input_shape=(1, 8, 8), optimizer="adam",
                                   learning_rate=2e-3, batch_size=32,
-                                  max_epochs=4 if args.fast else 15, random_state=0)
+                                  max_epochs=4 if args.fast else 20, random_state=0)
+    stop = EarlyStopping(monitor="val_loss", patience=3)
+    clf.set_callbacks(ProgressLine(), LearningRateScheduler("cosine", eta_min=1e-4), stop)
+    n_val = len(X_train) // 6                  # the last sixth of the training images
     start = time.perf_counter()
-    clf.fit(X_train, y_train)
+    clf.fit(X_train[:-n_val], y_train[:-n_val], X_val=X_train[-n_val:], y_val=y_train[-n_val:])
     seconds = time.perf_counter() - start
     print(clf.network_.summary())
     pred = clf.predict(X_test)
     accuracy = float(np.mean(pred == y_test))
     print(f"fit: {clf.n_iter_} epochs in {seconds:.1f} s, final training loss {clf.loss_:.4f}")
+    print(f"kept the weights of epoch {stop.best_epoch_ + 1} (validation loss {stop.best_:.4f}, "
+          + ("stopped early)" if stop.stopped_epoch_ is not None else "no early stop)"))
     print(f"test accuracy: {accuracy:.3f} on {len(y_test)} images")
     print("confusion matrix (rows: true digit, columns: predicted digit):")
     cm = confusion_matrix(y_test, pred, 10)

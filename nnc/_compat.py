@@ -2,8 +2,9 @@
 
 With scikit-learn the estimators are genuine scikit-learn estimators (``BaseEstimator``, the
 mixins, ``clone``, tags, ``check_estimator``) and raise scikit-learn's warning / error classes,
-so ``except sklearn.exceptions.NotFittedError`` keeps working.  Without it, fit / predict /
-score / get_params / set_params still work through the stand-ins below.
+so ``except sklearn.exceptions.NotFittedError`` keeps working; from scikit-learn 1.9 on they also
+take its callbacks (``SKLEARN_CALLBACKS``).  Without it, fit / predict / score / get_params /
+set_params still work through the stand-ins below, and nnc's own callbacks too.
 
 The metrics (``accuracy``, ``r2``) are nnc's own in both cases: the estimators use them for the
 validation scores of early stopping, so training does not depend on what is installed.
@@ -93,6 +94,17 @@ except ImportError:
         def score(self, X, y, sample_weight=None):
             """Coefficient of determination R^2 of ``self.predict(X)`` against y."""
             return r2(y, self.predict(X), sample_weight)
+
+
+#: scikit-learn >= 1.9 with its callback API (``sklearn.callback``): nnc's estimators then support
+#: its callbacks and their propagation from Pipeline / GridSearchCV (nnc/_estimators/_callbacks.py)
+SKLEARN_CALLBACKS = False
+if SKLEARN_INSTALLED:
+    try:
+        from sklearn.callback import CallbackSupportMixin, with_callbacks  # noqa: F401
+        SKLEARN_CALLBACKS = True
+    except ImportError:
+        pass
 
 
 def accuracy(y_true, y_pred, sample_weight=None):

@@ -39,7 +39,8 @@ without failing, a deadlock).
 
 Threads: each rank runs ``n_threads`` threads ("auto": the CPUs of this process divided by the
 ranks on the same node, so two ranks on a 2-core machine run one thread each and nnc's load
-governor never sees a busy neighbour as a reason to change course mid-run).
+governor never sees a busy neighbour as a reason to change course mid-run), set with nnc's own
+``config_context(n_threads=...)`` for the block (``_thread_limit``).
 """
 import contextlib
 import ctypes
@@ -414,22 +415,28 @@ def _usable_cpus():
 
 @contextlib.contextmanager
 def _thread_limit(n):
-    """At most `n` threads for nnc's kernels and BLAS calls made in this block."""
-    try:
-        from nnc._config import config_context
-        ctx = config_context(n_threads=n)
-    except (ImportError, TypeError):   # before nnc's thread configuration: threadpoolctl
-        try:
-            from threadpoolctl import threadpool_limits
-            ctx = threadpool_limits(limits=n)
-        except ImportError:
-            if n < _usable_cpus():
+    """At most `n` threads for nnc's work in this block: nnc's own setting
+    (``nnc.config_context(n_threads=n)``, nnc/_config.py), which caps nnc's kernels and every
+    BLAS product nnc issues (the thread count of SciPy's OpenBLAS is set per product, see
+    nnc/_threads.py).  When that BLAS has no thread API nnc can set (MKL, Accelerate, a
+    reference BLAS: ``nnc.show_config()`` says no BLAS control), nnc's products run with the
+    BLAS's own thread count, so threadpoolctl, when installed, limits the BLAS libraries too;
+    without it a RuntimeWarning says how to launch instead of silently oversubscribing."""
+    from nnc import _threads
+    from nnc._config import config_context
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(config_context(n_threads=n))
+        if _threads._BLAS_API is None and n < _usable_cpus():
+            try:
+                from threadpoolctl import threadpool_limits
+            except ImportError:
                 warnings.warn(f"nnc.distributed: the limit of {n} thread(s) per rank cannot "
-                              "reach the BLAS and OpenMP libraries without threadpoolctl (pip "
-                              "install threadpoolctl, or launch with OMP_NUM_THREADS="
-                              f"{n} OPENBLAS_NUM_THREADS={n})", RuntimeWarning, stacklevel=4)
-            ctx = contextlib.nullcontext()
-    with ctx:
+                              "reach this BLAS (it has no thread API nnc can set) without "
+                              "threadpoolctl: pip install threadpoolctl, or launch with "
+                              f"OMP_NUM_THREADS={n} OPENBLAS_NUM_THREADS={n} MKL_NUM_THREADS="
+                              f"{n}", RuntimeWarning, stacklevel=4)
+            else:
+                stack.enter_context(threadpool_limits(limits=n, user_api="blas"))
         yield
 
 

@@ -103,13 +103,17 @@ _SEQUENTIAL_EXTRAS = ("clip_grad_norm",)
 # target encoding.  An unfitted MLP may hold user-assigned initial coefs_ / intercepts_.
 _FITTED_COMMON = ("network_", "layers_", "n_features_in_", "feature_names_in_", "n_outputs_",
                   "out_activation_", "n_iter_", "t_", "loss_", "loss_curve_", "best_loss_",
-                  "validation_scores_", "best_validation_score_", "_no_improvement_count",
-                  "_best_params", "_optimizer")
+                  "validation_scores_", "best_validation_score_", "validation_loss_curve_",
+                  "_no_improvement_count", "_best_params", "_optimizer")
 _FITTED_CLASSIFIER = ("classes_", "_label_type", "_target_mode")
 _FITTED_MLP = ("coefs_", "intercepts_", "n_layers_")
 _FITTED_REQUIRED = ("network_", "n_features_in_", "n_outputs_", "out_activation_", "n_iter_",
                     "t_", "loss_", "_best_params")
-_HISTORY = ("loss_curve_", "validation_scores_")
+_HISTORY = ("loss_curve_", "validation_scores_", "validation_loss_curve_")
+#: what set_callbacks and a fit in progress keep on an estimator (scikit-learn's callback API):
+#: run-time behaviour, never written to a model file (a Checkpoint saves its estimator mid-fit)
+_CALLBACK_ATTRS = ("_skl_callbacks", "_callback_fit_ctx", "_skl_callbacks_to_teardown",
+                   "_parent_callback_ctx")
 _LABEL_TYPES = ("binary", "multiclass", "multilabel-indicator")
 _TARGET_MODES = ("softmax", "sigmoid", "ovr", "multilabel")
 _MLP_CLASSES = ("MLPClassifier", "MLPRegressor")
@@ -293,7 +297,8 @@ class _Encoder:
         state = est.__getstate__() if hasattr(est, "__getstate__") else dict(est.__dict__)
         if state is None:  # object.__getstate__ of an instance without attributes
             state = {}
-        state = {k: v for k, v in state.items() if k not in params}   # written under "params"
+        state = {k: v for k, v in state.items()    # params are written under "params"
+                 if k not in params and k not in _CALLBACK_ATTRS}
         fitted = "network_" in state
         allowed = _fitted_attributes(name) if fitted else _unfitted_attributes(name)
         for key in state:
@@ -810,8 +815,11 @@ class _Decoder:
         if self.version == 1:   # version 1 wrote the hyper-parameters into the state as well
             raw = {k: x for k, x in raw.items() if k not in params}
         state = self.estimator_state(est, name, raw, f"{where}.state")
+        # the estimator's unpickling hook rebinds its views (without scikit-learn a NeuralNet
+        # estimator has none: object's default sets the attributes)
+        setstate = getattr(est, "__setstate__", None) or est.__dict__.update
         try:
-            est.__setstate__(state)     # the estimator's unpickling hook rebinds its views
+            setstate(state)
         except (TypeError, ValueError, KeyError, AttributeError, IndexError) as exc:
             self.fail(f"{where}: the fitted state cannot be restored: {exc}")
         return est
@@ -871,10 +879,11 @@ class _Decoder:
                       f"{est._regression_loss()!r}")
         st["n_iter_"] = self.integer(get("n_iter_"), f"{where}.n_iter_")
         st["t_"] = self.integer(get("t_"), f"{where}.t_")
-        st["loss_"] = self.real(get("loss_"), f"{where}.loss_", none=True)
-        if "loss_curve_" in raw:
+        st["loss_"] = self.real(get("loss_"), f"{where}.loss_", none=True, nan=True,
+                                posinf=True)
+        if "loss_curve_" in raw:    # a diverged epoch's loss is NaN or +inf (as scikit-learn's)
             st["loss_curve_"] = self.history(get("loss_curve_"), f"{where}.loss_curve_",
-                                             max_len=st["t_"])
+                                             max_len=st["t_"], nan=True, posinf=True)
         if "best_loss_" in raw:
             st["best_loss_"] = self.real(get("best_loss_"), f"{where}.best_loss_", none=True,
                                          posinf=True)
@@ -882,6 +891,19 @@ class _Decoder:
             st["validation_scores_"] = self.history(
                 get("validation_scores_"), f"{where}.validation_scores_",
                 max_len=len(st.get("loss_curve_") or ()), nan=True, neginf=True, none=True)
+        if "validation_loss_curve_" in raw:
+            st["validation_loss_curve_"] = self.history(
+                get("validation_loss_curve_"), f"{where}.validation_loss_curve_",
+                max_len=len(st.get("loss_curve_") or ()), nan=True, posinf=True, none=True)
+        loss = st["loss_"]
+        if loss is not None and not math.isfinite(loss):
+            # only the record of a fit that diverged with early stopping: its last epoch
+            curve = st.get("loss_curve_") or [0.0]
+            scores = st.get("validation_scores_") or [0.0]
+            if not (str(curve[-1]) == str(loss) and math.isnan(scores[-1])):
+                self.fail(f"{where}.loss_ must be a finite number, got {loss!r} (a non-finite "
+                          "loss is only the last epoch of a fit that diverged with "
+                          "early_stopping)")
         if "best_validation_score_" in raw:
             st["best_validation_score_"] = self.real(
                 get("best_validation_score_"), f"{where}.best_validation_score_", none=True,
@@ -956,12 +978,12 @@ class _Decoder:
             self.fail(f"{where}.classes_ of a multilabel model must be 0..{K - 1}")
         return {"classes_": classes, "_label_type": label_type, "_target_mode": mode}
 
-    def history(self, v, where, max_len, nan=False, neginf=False, none=False):
+    def history(self, v, where, max_len, nan=False, neginf=False, none=False, posinf=False):
         """A loss curve / score list: a float64 array (or, in version 1 files, a JSON list)."""
         if v is None and none:
             return None
         if isinstance(v, list):
-            values = [self.real(x, f"{where}[{i}]", nan=nan, neginf=neginf)
+            values = [self.real(x, f"{where}[{i}]", nan=nan, neginf=neginf, posinf=posinf)
                       for i, x in enumerate(v)]
         else:
             arr = self.array(v, where, kinds="f", dtype=np.float64, ndim=1, free=True)
@@ -970,6 +992,8 @@ class _Decoder:
                 ok |= np.isnan(arr)
             if neginf:
                 ok |= arr == -np.inf
+            if posinf:
+                ok |= arr == np.inf
             if not ok.all():
                 self.fail(f"{where} holds values out of range (NaN or infinity)")
             values = arr.tolist()
@@ -1023,7 +1047,8 @@ def save(obj, path):
         Fitted or not.
     path : str, os.PathLike or binary file object
         Written as given (no suffix is added); ``.npz`` or ``.nnc`` are good suffixes.  A path is
-        written atomically (a temporary file in the same folder, then renamed).
+        written atomically (a temporary file in the same folder, flushed to disk, then renamed
+        over the previous file): a crash while writing leaves the previous file as it was.
 
     Raises
     ------
@@ -1058,6 +1083,8 @@ def save(obj, path):
     try:
         with os.fdopen(fd, "wb") as fh:
             np.savez(fh, **arrays)
+            fh.flush()
+            os.fsync(fh.fileno())    # on disk before it replaces the previous file
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

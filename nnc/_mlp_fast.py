@@ -5,7 +5,8 @@ indices, loss_scale) -> epoch loss`` when the network is made only of Dense and 
 (Identity, Sigmoid, Tanh, ReLU, LeakyReLU, exact classes, any arrangement Sequential allows) and
 the optimizer is one of nnc's (its ``step`` not overridden); otherwise None, and
 ``nnc._trainer.run_epoch`` drives the generic Python loop.  ``forward_fn(net)`` returns a callable
-``fn(X, out)`` for inference (or None).  NNC_DISABLE_FAST_PATH=1 in the environment turns both off.
+``fn(X, out)`` for inference (or None).  ``nnc.set_config(fast_path=False)`` (or
+NNC_DISABLE_FAST_PATH=1 in the environment when nnc is imported) turns both off.
 
 Everything the kernels will read is validated here and again in the Cython twins (shapes, dtypes,
 contiguity, index and label ranges), so a kernel never reads or writes out of bounds.  The plan
@@ -14,10 +15,9 @@ cached on it as ``_ws_mlp_plan``; training workspaces once per batch size (``_ws
 the forward callables as ``_ws_forward`` / ``_ws_forward_copy``.  All ``_ws*`` attributes are
 dropped on pickling.
 """
-import os
-
 import numpy as np
 
+from nnc._config import _LOCAL as _CONFIG
 from nnc._interrupt import EpochInterrupted
 from nnc._kernels import _mlp
 from nnc.layers._dense import Dense
@@ -35,23 +35,10 @@ _TOTAL, _T, _DONE, _LOSS, _START = (_mlp.RESULT_SLOTS[k]
                                     for k in ("total", "t", "done", "loss", "start"))
 
 
-# ``os.environ.get`` costs ~0.7 us (key encoding, decoding) -- a seventh of a one-row predict.
-# os.environ keeps its data in a plain dict (``_data``, encoded keys and values, updated by every
-# os.environ / monkeypatch write), read here directly, with the public API as the fallback.
-try:
-    _ENV_DATA = os.environ._data
-    _ENV_KEY = os.environ.encodekey("NNC_DISABLE_FAST_PATH")
-    _ENV_OFF = (os.environ.encodevalue(""), os.environ.encodevalue("0"))
-except AttributeError:  # pragma: no cover - not CPython's os.environ
-    _ENV_DATA = None
-
-
 def enabled():
-    """False when NNC_DISABLE_FAST_PATH is set to anything but '' or '0'."""
-    if _ENV_DATA is not None:
-        value = _ENV_DATA.get(_ENV_KEY)
-        return value is None or value in _ENV_OFF
-    return os.environ.get("NNC_DISABLE_FAST_PATH", "0") in ("", "0")  # pragma: no cover
+    """The calling thread's ``fast_path`` config (``nnc.set_config``): one attribute read of a
+    threading.local, as cheap as the environment lookup it replaced."""
+    return _CONFIG.fast_path
 
 
 # ---------------------------------------------------------------------- the plan
@@ -260,10 +247,11 @@ def train_epoch(net, X, y, optimizer, batch_size, sample_weight=None, indices=No
         except KeyboardInterrupt:
             raise EpochInterrupted(start, result[_TOTAL] / start) from None
     if status == _mlp.STATUS_NONFINITE:
-        raise FloatingPointError(
+        from nnc._trainer import NonFiniteEpoch      # (the trainer imports this module)
+        raise NonFiniteEpoch(
             f"the training loss became {result[1]} (batch starting at sample {int(result[2])}); "
             "the weights are those before this batch. Lower the learning rate, scale the inputs "
-            "or set clip_grad_norm.")
+            "or set clip_grad_norm.", int(result[2]), result[1])
     if status == _mlp.STATUS_ZERO_WEIGHT:
         raise ValueError(f"loss_gradient: sample_weight must have a positive finite sum, "
                          f"got {result[1]}")
@@ -296,10 +284,11 @@ def _train_epoch_synced(net, plan, X, Y, labels, sample_weight, indices, B, loss
         hook._check(int(result[_LOSS]))     # raises the allreduce's error
         raise RuntimeError(f"the allreduce failed with code {int(result[_LOSS])}")
     if status == _mlp.STATUS_NONFINITE:
-        raise FloatingPointError(
+        from nnc._trainer import NonFiniteEpoch      # (the trainer imports this module)
+        raise NonFiniteEpoch(
             f"the training loss became {result[_LOSS]} (step {int(result[_START])}, over every "
             "rank); the weights are those before this step. Lower the learning rate, scale the "
-            "inputs or set clip_grad_norm.")
+            "inputs or set clip_grad_norm.", int(result[_DONE]), result[_LOSS])
     return float(result[_TOTAL]) / sync.n_total
 
 

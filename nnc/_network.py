@@ -428,7 +428,7 @@ class Sequential:
         return 0.5 * float(np.dot(w, w))
 
     def train_epoch(self, X, y, optimizer, batch_size=32, sample_weight=None, indices=None,
-                    loss_scale=1.0, sync=None):
+                    loss_scale=1.0, on_batch=None, sync=None):
         """One pass of mini-batch training on validated arrays; returns the epoch loss.
 
         X, y: already validated by ``_check_X`` / ``_check_y``.  ``indices``: the visiting order
@@ -436,11 +436,15 @@ class Sequential:
         over batches of (loss_scale * batch loss + alpha * l2 / batch weight), weighted by batch
         size (``loss_scale`` = 1/n_outputs reproduces MLPRegressor's reported loss).  Raises
         FloatingPointError (weights of the failing batch are not applied) when a loss is not finite.
+        ``on_batch``: hooks around each batch of the Python batch loop (see nnc/_trainer.py; the
+        compiled loop of dense networks never calls them).
         ``sync``: a data-parallel epoch (``nnc._distributed.EpochSync``, made by the estimators
-        inside ``nnc.distributed``): X, y are this rank's shard, the loss is the global one.
+        inside ``nnc.distributed``): X, y are this rank's shard, the loss is the global one; the
+        batch hooks then run once per step of the epoch on every rank, and a stop one rank's
+        hook asks for ends the epoch after the same step on every rank.
         """
         return run_epoch(self, X, y, optimizer, batch_size, sample_weight, indices, loss_scale,
-                         sync)
+                         on_batch, sync)
 
     # ------------------------------------------------------------------ weights
     def get_weights(self):

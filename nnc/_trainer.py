@@ -10,12 +10,38 @@ boundary, raising ``EpochInterrupted`` (a KeyboardInterrupt) that says how many 
 batches held and their mean loss (all n samples when the signal came during the last batch); the
 weights and the optimizer's step count then describe exactly those batches.  Both paths notice the
 signal after the batch in progress (the check is one flag read per batch).
+
+A loss that is not finite stops the epoch before that batch's update with ``NonFiniteEpoch`` (a
+FloatingPointError saying how many samples the applied batches held and the loss found).
+
+Batch callbacks (``on_batch``, the estimators' batch tasks, nnc/_estimators/_callbacks.py) run
+on the generic path only: ``on_batch.begin()`` before a batch and ``on_batch.end(n_done)``
+after it; ``end`` returning True ends the epoch there (the epoch loss is then the mean over the
+samples done, and ``on_batch.n_done`` says how many).  The compiled path never calls Python per
+batch, so ``compiled_epoch(net, optimizer)`` tells the estimators which path an epoch takes.
 """
 import numpy as np
 
 from nnc import _mlp_fast
 from nnc._interrupt import EpochInterrupted, deferred_sigint
 from nnc._kernels import _optim
+
+__all__ = ["run_epoch", "compiled_epoch", "NonFiniteEpoch"]
+
+
+class NonFiniteEpoch(FloatingPointError):
+    """The loss of a batch was not finite: the epoch stopped before that batch's update, after
+    ``n_samples`` samples in whole batches; ``loss`` is the non-finite batch loss."""
+
+    def __init__(self, message, n_samples, loss):
+        super().__init__(message)
+        self.n_samples = int(n_samples)
+        self.loss = float(loss)
+
+
+def compiled_epoch(net, optimizer):
+    """True when ``run_epoch(net, ..., optimizer)`` takes the compiled whole-epoch path."""
+    return _mlp_fast.select(net, optimizer) is not None
 
 
 def _gather_buffers(net, X, y, sample_weight, batch_size):
@@ -31,7 +57,7 @@ def _gather_buffers(net, X, y, sample_weight, batch_size):
 
 
 def run_epoch(net, X, y, optimizer, batch_size, sample_weight=None, indices=None, loss_scale=1.0,
-              sync=None):
+              on_batch=None, sync=None):
     n = X.shape[0]
     batch_size = int(max(1, min(batch_size, n)))
     net._ensure_batch(batch_size)
@@ -45,10 +71,10 @@ def run_epoch(net, X, y, optimizer, batch_size, sample_weight=None, indices=None
                             guard, sync)
             elif sync is not None:
                 loss = _python_epoch_synced(net, X, y, optimizer, batch_size, sample_weight,
-                                            indices, loss_scale, guard, sync)
+                                            indices, loss_scale, guard, sync, on_batch)
             else:
                 loss = _python_epoch(net, X, y, optimizer, batch_size, sample_weight, indices,
-                                     loss_scale, guard)
+                                     loss_scale, guard, on_batch)
             # during the last batch (data-parallel: the estimators ask every rank at the
             # epoch boundary, so all ranks stop together)
             if sync is None and guard is not None and guard.pending is not None:
@@ -64,7 +90,7 @@ def run_epoch(net, X, y, optimizer, batch_size, sample_weight=None, indices=None
 
 
 def _python_epoch(net, X, y, optimizer, batch_size, sample_weight, indices, loss_scale,
-                  guard=None):
+                  guard=None, on_batch=None):
     n = X.shape[0]
     alpha = float(getattr(optimizer, "alpha", 0.0))
     clip = net.clip_grad_norm
@@ -73,6 +99,8 @@ def _python_epoch(net, X, y, optimizer, batch_size, sample_weight, indices, loss
     for start in range(0, n, batch_size):
         stop = min(n, start + batch_size)
         m = stop - start
+        if on_batch is not None:
+            on_batch.begin()
         if indices is None:
             Xb, yb = X[start:stop], y[start:stop]
             swb = None if sample_weight is None else sample_weight[start:stop]
@@ -90,14 +118,16 @@ def _python_epoch(net, X, y, optimizer, batch_size, sample_weight, indices, loss
         if alpha:
             loss += alpha * net.l2_penalty() / sw_sum
         if not np.isfinite(loss):
-            raise FloatingPointError(
+            raise NonFiniteEpoch(
                 f"the training loss became {loss} (batch starting at sample {start}); the "
                 "weights are those before this batch. Lower the learning rate, scale the inputs "
-                "or set clip_grad_norm.")
+                "or set clip_grad_norm.", start, loss)
         if clip:
             _optim.clip_grad_norm(net.grads, clip)
         optimizer.step(net.params, net.grads, n_decay=net.n_decay, n_samples=sw_sum)
         total += loss * m
+        if on_batch is not None and on_batch.end(stop) and stop < n:
+            return total / stop      # a callback ended the epoch after this batch
         if guard is not None and guard.pending is not None and stop < n:
             try:
                 guard.deliver()          # Python's handler raises KeyboardInterrupt here
@@ -118,14 +148,22 @@ def consume_sigint(guard):
 
 
 def _python_epoch_synced(net, X, y, optimizer, batch_size, sample_weight, indices, loss_scale,
-                         guard, sync):
+                         guard, sync, on_batch=None):
     """One data-parallel epoch driven from Python (convolutional and recurrent networks).
 
     Step s: this rank's rows s*B .. s*B+B-1 (possibly none); the local mean loss and gradient,
     scaled by (local weight sum / W_s), are this rank's share of the step's global mean
     (``sync.plan``); ONE in-place allreduce of the gradient buffer with its two trailing slots
-    (loss share, Ctrl-C flag); then the same loss check, clipping and optimizer step on every
-    rank (see nnc/_distributed.py).  Returns the global epoch loss."""
+    (loss share, flags); then the same loss check, clipping and optimizer step on every rank
+    (see nnc/_distributed.py).  Returns the global epoch loss.
+
+    Batch hooks (``on_batch``): every rank runs one batch task per step (also for an empty
+    batch of an exhausted shard, so every rank counts the same n_steps tasks); ``begin()``
+    before the rank's share of the step, ``end(n_done)`` after it and BEFORE the allreduce, so
+    that a stop it asks for travels in that allreduce: the flag slot holds (ranks that saw
+    Ctrl-C) + (size + 1) * (ranks whose hook asked to stop).  Then every rank applies the step
+    and ends the epoch there (``on_batch.n_done``: the global samples done), as one process
+    ends it after the batch whose hook asked.  Ctrl-C on any rank wins over a stop."""
     n = X.shape[0]
     alpha = float(getattr(optimizer, "alpha", 0.0))
     clip = net.clip_grad_norm
@@ -134,6 +172,7 @@ def _python_epoch_synced(net, X, y, optimizer, batch_size, sample_weight, indice
     buf = net._grads_buf
     P = net.params.shape[0]
     grads = net.grads
+    base = float(sync.comm.size + 1)       # flag slot: Ctrl-C count + base * stop count
     total = 0.0
     done = 0.0
     for step in range(sync.n_steps):
@@ -143,6 +182,8 @@ def _python_epoch_synced(net, X, y, optimizer, batch_size, sample_weight, indice
         W, M = float(plan[2 * step]), float(plan[2 * step + 1])
         part = 0.0
         local = 0.0
+        if on_batch is not None:
+            on_batch.begin()
         if m:
             if indices is None:
                 Xb, yb = X[start:stop], y[start:stop]
@@ -163,23 +204,29 @@ def _python_epoch_synced(net, X, y, optimizer, batch_size, sample_weight, indice
             grads *= grads.dtype.type(share)
         else:
             grads[...] = 0
+        asked = on_batch is not None and bool(on_batch.end(int(done + M)))
         buf[P] = part
-        buf[P + 1] = 1 if (guard is not None and guard.pending is not None) else 0
+        buf[P + 1] = (1.0 if (guard is not None and guard.pending is not None) else 0.0) \
+            + (base if asked else 0.0)
         sync.comm.allreduce_grads(buf)
         loss = float(buf[P])
+        flags = int(round(float(buf[P + 1])))
         if alpha:
             loss += alpha * net.l2_penalty() / W
         if not np.isfinite(loss):
-            raise FloatingPointError(
+            raise NonFiniteEpoch(
                 f"the training loss became {loss} (step {step}, over every rank); the weights "
                 "are those before this step. Lower the learning rate, scale the inputs or set "
-                "clip_grad_norm.")
+                "clip_grad_norm.", done, loss)
         if clip:
             _optim.clip_grad_norm(grads, clip)
         optimizer.step(net.params, grads, n_decay=net.n_decay, n_samples=W)
         total += loss * M
         done += M
-        if buf[P + 1] != 0 and step + 1 < sync.n_steps:
-            consume_sigint(guard)
-            raise EpochInterrupted(done, total / done)
+        if flags and step + 1 < sync.n_steps:
+            if flags % int(base):             # Ctrl-C on some rank
+                consume_sigint(guard)
+                raise EpochInterrupted(done, total / done)
+            on_batch.n_done = int(done)       # a hook on some rank ended the epoch here
+            return total / done
     return total / sync.n_total

@@ -13,7 +13,6 @@ other's activations.  The fit cases hold a fit in the middle of its update or it
 way and check what a prediction sees meanwhile.
 """
 import json
-import os
 import sys
 import threading
 import traceback
@@ -38,13 +37,16 @@ def _rows(i):
 def _hammer(calls):
     """Run each (name, fn, X) of `calls` from N_THREADS threads, ROUNDS times each on the
     thread's own slice of X, against serial answers on the same slices (a batch of another length
-    may round differently: BLAS blocks by size); return the list of mismatches / exceptions."""
+    may round differently: BLAS blocks by size); return the list of mismatches / exceptions.
+    The threads run under the caller's nnc config (it is per thread, as scikit-learn's)."""
     problems = []
+    config = nnc.get_config()
     start = threading.Barrier(N_THREADS)
     expected = {(name, i): fn(X[_rows(i)]) for name, fn, X in calls for i in range(N_THREADS)}
 
     def work(i):
         try:
+            nnc.set_config(**config)
             start.wait()
             rows = _rows(i)
             for _ in range(ROUNDS):
@@ -112,12 +114,9 @@ def case_dense_compiled():
 
 
 def case_dense_generic():
-    os.environ["NNC_DISABLE_FAST_PATH"] = "1"
-    try:
+    with nnc.config_context(fast_path=False):
         return _sequential_case([L.Dense(12), L.Tanh(), L.Dense(7), L.LeakyReLU(0.1),
                                  L.Dense(3), L.Sigmoid()], (6,))
-    finally:
-        del os.environ["NNC_DISABLE_FAST_PATH"]
 
 
 def case_dropout():
@@ -388,8 +387,8 @@ def case_prediction_during_partial_fit():
 
 
 def case_prediction_during_commit():
-    """A fit held inside its commit (network_ already swapped, classes_ not yet): a prediction
-    from another thread waits and then sees the new model whole."""
+    """A fit held inside its commit (holding the lock, its attributes not written yet): a
+    prediction from another thread waits and then sees the new model whole."""
     XA, yA = _digits_like((6,), classes=3, seed=6)
     XB, yB = _digits_like((6,), classes=2, seed=7)
     yB = np.where(yB == 0, 5, 7)                  # other labels, another output layer
@@ -399,14 +398,14 @@ def case_prediction_during_commit():
     want = make().fit(XB, yB).predict(XA)
     est = make().fit(XA, yA)
     paused, resume = threading.Event(), threading.Event()
-    original = est._commit_targets
+    original = est._target_attributes
 
-    def held_commit_targets(targets):
+    def held_target_attributes(targets):
         paused.set()
         resume.wait(WAIT)
-        original(targets)
+        return original(targets)
 
-    est._commit_targets = held_commit_targets
+    est._target_attributes = held_target_attributes
     fitter = threading.Thread(target=est.fit, args=(XB, yB), daemon=True)
     fitter.start()
     if not paused.wait(WAIT):
@@ -425,7 +424,7 @@ def case_prediction_during_commit():
     resume.set()
     fitter.join(WAIT)
     p.join(WAIT)
-    del est._commit_targets
+    del est._target_attributes
     if "error" in got:
         return [f"prediction during the commit failed: {got['error']}"]
     if "labels" not in got:

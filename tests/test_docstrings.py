@@ -8,8 +8,10 @@ import re
 import pytest
 
 import nnc
+import nnc.callbacks
 import nnc.layers
 import nnc.optimizers
+from nnc.callbacks import Callback
 from nnc.layers import Layer
 from nnc.optimizers import Optimizer
 
@@ -22,7 +24,8 @@ _ENTRY = re.compile(r"^(\*{0,2}[A-Za-z_]\w*(?:\s*,\s*\*{0,2}[A-Za-z_]\w*)*)\s*(?
 def _public_classes():
     classes = [nnc.Sequential, nnc.MLPClassifier, nnc.MLPRegressor, nnc.NeuralNetClassifier,
                nnc.NeuralNetRegressor]
-    for module, base in ((nnc.layers, Layer), (nnc.optimizers, Optimizer)):
+    for module, base in ((nnc.layers, Layer), (nnc.optimizers, Optimizer),
+                         (nnc.callbacks, Callback)):
         for name in module.__all__:
             obj = getattr(module, name)
             if inspect.isclass(obj) and issubclass(obj, base):

@@ -32,8 +32,12 @@ SPECS = {
         ["MLPClassifier"],
         [r"nnc\s+(?P<acc>\d\.\d+)\s+\d+\.\d+"], 0.8),
     "04_cnn.py": (
-        ["NeuralNetClassifier", "layers.Conv2D", "layers.MaxPool2D", "layers.Flatten"],
-        [r"test accuracy: (?P<acc>\d\.\d+) on \d+ images", r"confusion matrix"], 0.5),
+        ["NeuralNetClassifier", "layers.Conv2D", "layers.MaxPool2D", "layers.Flatten",
+         "callbacks.EarlyStopping", "callbacks.LearningRateScheduler", "callbacks.ProgressLine"],
+        [r"NeuralNetClassifier fit \[#+-*\] 4/4 loss \S+ val_loss \S+ val_score \S+ lr \S+ "
+         r"\d+:\d\d:\d\d",
+         r"kept the weights of epoch \d+ \(validation loss \d\.\d+, (stopped early|no early stop)\)",
+         r"test accuracy: (?P<acc>\d\.\d+) on \d+ images", r"confusion matrix"], 0.5),
     "05_recurrent.py": (
         ["NeuralNetClassifier", "layers.LSTM", "layers.GRU"],
         [r"LSTM\(\d+\): test accuracy (?P<acc>\d\.\d+)", r"GRU\(\d+\): test accuracy \d\.\d+"],

@@ -31,6 +31,26 @@ classes_ ...) under the same lock (``_fitted_state``), so it uses one fitted mod
 two; a warm start / partial_fit brackets its in-place update with ``Sequential._begin_update`` /
 ``_end_update``, so predictions meanwhile use the weights from before the call.
 
+Callbacks (``set_callbacks``, scikit-learn's protocol; nnc/_estimators/_callbacks.py): the fit
+loop calls one dispatch object, ``_FitCallbacks``, at the hook points: root task begin (after
+validation) and end (after training, before the end-of-step check and the commit), each epoch's
+begin and end (after its bookkeeping; a callback may stop training there), each batch of the
+Python batch loop (``on_batch`` of ``Sequential.train_epoch``; never inside the compiled loop),
+and each L-BFGS iteration.  ``_fitted_attributes`` builds what ``_commit`` sets, also for the
+``fitted_estimator`` the hooks see.  Without callbacks the dispatch object is None.
+
+Validation: with ``early_stopping`` (a ``validation_fraction`` split) or a user-given set
+(NeuralNet*: ``fit(..., X_val=, y_val=, sample_weight_val=)``) every epoch ends with one forward
+pass over the validation set into buffers allocated once per fit: the score
+(``validation_scores_``) and the loss (``validation_loss_curve_``: the training loss's data term,
+with the same ``loss_scale``, without the L2 penalty).  A user-given set without early stopping is
+only watched: the stopping rule stays the training loss's.
+
+A diverging fit (a non-finite training loss) raises NonFiniteLossError, leaving the estimator as
+before, except with ``early_stopping`` where, as scikit-learn (which keeps the best weights and
+records NaN validation scores), the epoch is recorded (its non-finite loss, NaN validation score
+and loss), training stops with a ConvergenceWarning and the best weights are restored.
+
 Model files sit above the estimators: ``est.save(path)`` imports ``nnc._io`` when it is called,
 so importing an estimator never imports the model-file code.
 """
@@ -44,13 +64,14 @@ import numpy as np
 
 from nnc import _distributed
 from nnc._compat import SKLEARN_INSTALLED, ConvergenceWarning, NotFittedError
+from nnc._estimators._callbacks import CallbackSupport, _FitCallbacks, with_callbacks
 from nnc._estimators._inputs import (_ALL_ZERO_WEIGHTS, _InputValidation, _check_sample_weight,
                                      _check_y_present)
 from nnc._estimators._params import (_check_bool, _check_interval, _check_random_state_param,
                                      _check_verbose)
 from nnc._interrupt import EpochInterrupted, deferred_sigint
 from nnc._network import Sequential, _check_random_state
-from nnc._trainer import consume_sigint
+from nnc._trainer import compiled_epoch, consume_sigint
 from nnc._validation import check_sample_weight
 
 if SKLEARN_INSTALLED:
@@ -63,7 +84,8 @@ else:
 _LBFGS_CHUNK = 8192
 
 # Attributes that exist only after a stochastic solver ran (L-BFGS leaves them unset).
-_CURVE_ATTRS = ("loss_curve_", "best_loss_", "validation_scores_", "best_validation_score_")
+_CURVE_ATTRS = ("loss_curve_", "best_loss_", "validation_scores_", "best_validation_score_",
+                "validation_loss_curve_")
 
 #: held while a fit commits its attributes and while a prediction reads them (microseconds)
 _FITTED_LOCK = threading.Lock()
@@ -110,6 +132,11 @@ def _collective(exc, comm):
     if comm is not None:
         exc.nnc_collective = True
     return exc
+
+
+def _weight_sum(sw, n):
+    """The sample-weight sum of n rows (float64): n without weights."""
+    return float(n) if sw is None else float(sw.sum(dtype=np.float64))
 
 
 def _agreement(comm):
@@ -205,15 +232,50 @@ class _FitState:
         self.__dict__.update(kw)
 
 
-class BaseNeuralNet(SaveMixin, _InputValidation, BaseEstimator):
+class _ValidationSet:
+    """The validation data of a fit (X, encoded y, sample weights) and the buffers its per-epoch
+    pass writes: logits (then the link's outputs) and the loss kernel's gradient output, both
+    (n_val, *output_shape), allocated once per fit."""
+
+    def __init__(self, net, X, y, sw, loss_scale, comm=None):
+        self.X, self.y, self.sw = X, y, sw
+        self.comm = comm
+        self.weight = _weight_sum(sw, X.shape[0])
+        shape = (X.shape[0],) + tuple(net.output_shape)
+        self.Z = np.empty(shape, dtype=net.dtype)
+        self.dZ = np.empty(shape, dtype=net.dtype)
+        self.loss_scale = float(loss_scale)
+
+    def evaluate(self, est, net, targets):
+        """(score, loss) of the network's current weights: one forward pass, the training
+        loss's data term (no L2 penalty), then the score on the link's outputs (NaN when they
+        are not finite)."""
+        Z = self.Z
+        if Z.shape[0]:          # data-parallel: a rank's split may hold no rows
+            net._forward_into(self.X, Z, net.params, False)
+            loss = self.loss_scale * float(net._loss.loss_gradient(Z, self.y, self.sw, self.dZ))
+            net._loss.link(Z)
+        else:
+            loss = 0.0
+        if self.comm is None:
+            return est._score_outputs(Z, targets, self.y, self.sw), loss
+        # data-parallel: score and loss over every rank's validation rows; the loss's weighted
+        # sum travels in the score's first allreduce
+        score, (loss_sum, weight) = est._score_outputs_global(
+            self.comm, Z, targets, self.y, self.sw, [loss * self.weight, self.weight])
+        return score, loss_sum / weight
+
+
+class BaseNeuralNet(SaveMixin, _InputValidation, CallbackSupport, BaseEstimator):
     """Base class of nnc's estimators (see the module docstring).
 
     Subclass hooks: ``_check_params``, ``_max_iter``, ``_batch_size``, ``_make_layers``,
-    ``_make_optimizer``, ``_lr_schedule``, ``_solver``, ``_loss_scale``, ``_clip_grad_norm``,
-    ``_report_epoch``, ``_extra_fitted``, the input hooks of ``_InputValidation``
-    (``_input_shape_param``, ``_accepts_nd_input``) and the target hooks of the classifier /
-    regressor mixins (``_encode_targets``, ``_apply_class_weight``, ``_validation_score``,
-    ``_commit_targets``).
+    ``_make_optimizer``, ``_lr_schedule``, ``_initial_learning_rate``, ``_solver``,
+    ``_loss_scale``, ``_clip_grad_norm``, ``_report_epoch``, ``_extra_fitted_attributes``, the
+    input hooks of ``_InputValidation`` (``_input_shape_param``, ``_accepts_nd_input``) and the
+    target hooks of the classifier / regressor mixins (``_encode_targets``,
+    ``_encode_validation_targets``, ``_apply_class_weight``, ``_score_outputs``,
+    ``_target_attributes``).
     """
 
     _warn_max_iter = True          # ConvergenceWarning when max_iter is reached (scikit-learn)
@@ -275,15 +337,20 @@ class BaseNeuralNet(SaveMixin, _InputValidation, BaseEstimator):
         """
         return self._fit(X, y, sample_weight, incremental=False)
 
-    def _fit(self, X, y, sample_weight=None, incremental=False, classes=None):
+    @with_callbacks
+    def _fit(self, X, y, sample_weight=None, incremental=False, classes=None, X_val=None,
+             y_val=None, sample_weight_val=None):
         comm = _distributed.current()
         if comm is None:
-            return self._fit_with(None, X, y, sample_weight, incremental, classes)
+            return self._fit_with(None, X, y, sample_weight, incremental, classes, X_val, y_val,
+                                  sample_weight_val)
         # data-parallel (nnc.distributed): a failure on this rank alone aborts every rank
         with comm.collective():
-            return self._fit_with(comm, X, y, sample_weight, incremental, classes)
+            return self._fit_with(comm, X, y, sample_weight, incremental, classes, X_val, y_val,
+                                  sample_weight_val)
 
-    def _fit_with(self, comm, X, y, sample_weight, incremental, classes):
+    def _fit_with(self, comm, X, y, sample_weight, incremental, classes, X_val, y_val,
+                  sample_weight_val):
         """The fit; `comm` (nnc._distributed.Communicator or None) makes it data-parallel."""
         # -- validation (nothing in self changes before training succeeded); data-parallel: on
         # every rank's shard, then one allgather, so any error is raised on every rank
@@ -306,13 +373,29 @@ class BaseNeuralNet(SaveMixin, _InputValidation, BaseEstimator):
             else:
                 y_summary, targets = self._target_summary(y, n, warm, incremental, classes,
                                                           dtype)
-            sw = _check_sample_weight(sample_weight, n, dtype, positive_sum=comm is None)
-            if comm is not None:
-                agreed.value = self._rank_summary(X, feature_names, warm, sw, y_summary)
+            sw_user = _check_sample_weight(sample_weight, n, dtype, positive_sum=comm is None)
+            if comm is None:
+                val = self._validation_data(X_val, y_val, sample_weight_val, X, feature_names,
+                                            targets)
+            else:
+                agreed.value = self._rank_summary(X, feature_names, warm, sw_user, y_summary)
+                agreed.value["val"] = not (X_val is None and y_val is None
+                                           and sample_weight_val is None)
         if comm is not None:
             targets = self._agree(comm, agreed.values, y, warm, incremental, classes, dtype,
                                   targets)
-        sw = self._apply_class_weight(sw, targets, incremental, dtype)
+            val = None
+            if any(s["val"] for s in agreed.values):
+                # data-parallel validation set: each rank passes its own shard, checked against
+                # the agreed targets (classes); one more allgather makes any error everyone's
+                with comm.agreement():
+                    if X_val is None and y_val is None:
+                        raise ValueError("fit(X_val=, y_val=) inside nnc.distributed: every "
+                                         "rank must pass its own validation shard (another "
+                                         "rank passed one)")
+                    val = self._validation_data(X_val, y_val, sample_weight_val, X,
+                                                feature_names, targets)
+        sw = self._apply_class_weight(sw_user, targets, incremental, dtype)
         rng = _check_random_state(self.random_state)
 
         if warm:
@@ -322,7 +405,16 @@ class BaseNeuralNet(SaveMixin, _InputValidation, BaseEstimator):
             if comm is not None:
                 comm.bcast(net.params)    # rank 0's initial weights (random_state=None too)
         y_net = net._check_y(targets.y, n)
-        state = self._initial_state(net, warm)
+        if val is not None:
+            val = (val[0], net._check_y(val[1], val[0].shape[0]), val[2])
+        state = self._initial_state(net, warm, val is not None or bool(self.early_stopping))
+        lbfgs = self._solver() == "lbfgs"
+        # the root task: max_iter epochs (one for partial_fit), or L-BFGS iterations + 1
+        callbacks = _FitCallbacks.start(
+            self, "partial_fit" if incremental else "fit",
+            self._max_iter() + 1 if lbfgs else (1 if incremental else self._max_iter()),
+            X, y, sw_user,
+            lambda: self._fitted_attributes(net, state, targets, feature_names, warm))
         # warm: other threads' predictions read this copy until the update is over
         snapshot = net._begin_update() if warm else None
         layer_states = [layer.state_dict() for layer in net.layers] if warm else None
@@ -331,11 +423,13 @@ class BaseNeuralNet(SaveMixin, _InputValidation, BaseEstimator):
             net.clip_grad_norm = self._clip_grad_norm()
             if warm:
                 self._sync_user_weights(net)
-            if self._solver() == "lbfgs":
-                self._fit_lbfgs(net, X, y_net, sw, state, targets, comm)
+            if lbfgs:
+                self._fit_lbfgs(net, X, y_net, sw, state, targets, callbacks, comm)
             else:
-                self._fit_stochastic(net, X, y_net, sw, state, targets, incremental, rng,
-                                     comm)
+                self._fit_stochastic(net, X, y_net, sw, state, targets, incremental, rng, val,
+                                     callbacks, comm)
+            if callbacks is not None:
+                callbacks.end()          # may still change the weights (restore the best)
             if comm is not None:
                 comm.check_same_weights(net)
             _check_finite_result(net, X, comm)
@@ -401,15 +495,20 @@ class BaseNeuralNet(SaveMixin, _InputValidation, BaseEstimator):
         except Exception as exc:      # decided from what every rank shares: raised everywhere
             raise _collective(exc, comm)
 
-    def _initial_state(self, net, warm):
-        """Loss curve, stopping counters, best weights: continued on warm starts."""
+    def _initial_state(self, net, warm, validation=False):
+        """Loss curve, stopping counters, best weights: continued on warm starts.  The
+        validation curves exist when the fit has a validation set (`validation`)."""
         if warm:
+            def curve(name):
+                values = getattr(self, name, None)
+                return None if values is None else list(values)
+
             st = _FitState(
                 t_=getattr(self, "t_", 0),
                 loss_curve_=list(getattr(self, "loss_curve_", None) or []),
                 best_loss_=getattr(self, "best_loss_", np.inf),
-                validation_scores_=(None if getattr(self, "validation_scores_", None) is None
-                                    else list(self.validation_scores_)),
+                validation_scores_=curve("validation_scores_"),
+                validation_loss_curve_=curve("validation_loss_curve_"),
                 best_validation_score_=getattr(self, "best_validation_score_", None),
                 no_improvement_count=getattr(self, "_no_improvement_count", 0),
                 best_params=getattr(self, "_best_params", None),
@@ -420,18 +519,25 @@ class BaseNeuralNet(SaveMixin, _InputValidation, BaseEstimator):
                 st.best_params = st.best_params.copy()
         else:
             st = _FitState(t_=0, loss_curve_=[], best_loss_=np.inf, validation_scores_=None,
-                           best_validation_score_=None, no_improvement_count=0,
-                           best_params=net.params.copy(), optimizer=None)
-        if self.early_stopping:
+                           validation_loss_curve_=None, best_validation_score_=None,
+                           no_improvement_count=0, best_params=net.params.copy(),
+                           optimizer=None)
+        if validation:
             if st.validation_scores_ is None:
                 st.validation_scores_ = []
                 st.best_validation_score_ = -np.inf
-            st.best_loss_ = None
+            if st.best_validation_score_ is None:
+                st.best_validation_score_ = -np.inf
+            if st.validation_loss_curve_ is None:
+                st.validation_loss_curve_ = []
         else:
-            if st.best_loss_ is None:
-                st.best_loss_ = np.inf
             st.validation_scores_ = None
             st.best_validation_score_ = None
+            st.validation_loss_curve_ = None
+        if self.early_stopping:
+            st.best_loss_ = None
+        elif st.best_loss_ is None:
+            st.best_loss_ = np.inf
         st.n_iter_ = 0
         st.loss_ = getattr(self, "loss_", None) if warm else None
         st.lbfgs = False
@@ -457,32 +563,78 @@ class BaseNeuralNet(SaveMixin, _InputValidation, BaseEstimator):
         """Factor on the data loss in the reported loss (not in the gradient)."""
         return 1.0
 
+    # ---------------------------------------------------------------- validation data
+    def _validation_data(self, X_val, y_val, sample_weight_val, X, feature_names, targets):
+        """None, or (X_val, y_val encoded as y, sample_weight_val) validated against the
+        training data (NeuralNet*: ``fit(..., X_val=, y_val=, sample_weight_val=)``)."""
+        if X_val is None and y_val is None:
+            if sample_weight_val is not None:
+                raise ValueError("sample_weight_val is given, but X_val and y_val are not.")
+            return None
+        if y_val is None:
+            raise ValueError("X_val is provided, but y_val was not provided.")
+        if X_val is None:
+            raise ValueError("y_val is provided, but X_val was not provided.")
+        names = feature_names
+        Xv, names_val = self._validate_X(X_val, reset=True, dtype=X.dtype)
+        if Xv.ndim == 2 and X.ndim > 2 and Xv.shape[1] == int(np.prod(X.shape[1:])):
+            Xv = Xv.reshape((Xv.shape[0],) + X.shape[1:])
+        if Xv.shape[1:] != X.shape[1:]:
+            raise ValueError(f"X_val has sample shape {Xv.shape[1:]}, but X has "
+                             f"{X.shape[1:]}.")
+        if Xv.shape[0] == 0:
+            raise ValueError("X_val has no samples.")
+        if names is not None and names_val is not None and not (
+                len(names) == len(names_val) and np.all(names == names_val)):
+            raise ValueError("X_val's feature names differ from X's.")
+        yv = self._encode_validation_targets(y_val, targets, X.dtype)
+        if yv.shape[0] != Xv.shape[0]:
+            raise ValueError(f"Found input variables with inconsistent numbers of samples: "
+                             f"X_val has {Xv.shape[0]}, y_val {yv.shape[0]}")
+        swv = _check_sample_weight(sample_weight_val, Xv.shape[0], X.dtype)
+        if swv is not None and not swv.sum() > 0:
+            raise ValueError("sample_weight_val must have a positive sum.")
+        return Xv, yv, swv
+
     # ---------------------------------------------------------------- stochastic solvers
-    def _fit_stochastic(self, net, X, y, sw, st, targets, incremental, rng, comm=None):
+    def _fit_stochastic(self, net, X, y, sw, st, targets, incremental, rng, val=None,
+                        callbacks=None, comm=None):
         if incremental and st.optimizer is not None:
             optimizer = copy.deepcopy(st.optimizer)
         else:
             optimizer = self._make_optimizer()
+        st.optimizer = optimizer
         schedule, lr_init, power_t = self._lr_schedule()
 
-        X_val = y_val = sw_val = None
+        train = None
+        split = val is None and self.early_stopping
         with _agreement(comm) as agreed:     # data-parallel: every rank's split, then one check
-            if self.early_stopping:
-                train, val = _train_val_split(X.shape[0], float(self.validation_fraction), rng,
-                                              targets.stratify)
-                if comm is None and val.shape[0] < 2:
+            if split:
+                train, val_idx = _train_val_split(X.shape[0], float(self.validation_fraction),
+                                                  rng, targets.stratify)
+                if comm is None and val_idx.shape[0] < 2:
                     raise ValueError("The validation set is too small. Increase "
                                      "'validation_fraction' or the size of your dataset.")
-                X_val, y_val = X[val], y[val]
-                sw_val = None if sw is None else sw[val]
+                val = (X[val_idx], y[val_idx], None if sw is None else sw[val_idx])
                 X, y = X[train], y[train]
                 sw = None if sw is None else sw[train]
             n = X.shape[0]
             batch_size = self._batch_size(n)
-            agreed.value = (n, batch_size, 0 if X_val is None else X_val.shape[0])
-        sync = None if comm is None else _distributed.FitSync(
-            comm, agreed.values, sw, self.early_stopping, rng)
+            val_weight = 0.0 if val is None else _weight_sum(val[2], val[0].shape[0])
+            if comm is None and split and not val_weight > 0:
+                raise ValueError("The sample weights of the validation split sum to zero.")
+            agreed.value = (n, batch_size, 0 if val is None else val[0].shape[0], val_weight)
+        sync = None
+        if comm is not None:
+            sync = _distributed.FitSync(comm, [v[:3] for v in agreed.values], sw, split, rng)
+            if split and not sum(v[3] for v in agreed.values) > 0:
+                raise _collective(ValueError("The sample weights of the validation split sum "
+                                             "to zero (over every rank)."), comm)
         shuffle_rng = rng if sync is None else sync.shuffle_rng
+        validation = None if val is None else _ValidationSet(net, *val,
+                                                             self._loss_scale(targets), comm)
+        if callbacks is not None:
+            callbacks.training_part(X, train)
         loss_scale = self._loss_scale(targets)
         sample_idx = np.arange(n)
         max_iter = self._max_iter()
@@ -494,36 +646,71 @@ class BaseNeuralNet(SaveMixin, _InputValidation, BaseEstimator):
                         perm = np.arange(n)
                         shuffle_rng.shuffle(perm)
                         sample_idx = sample_idx[perm]
-                    interrupted = None
+                    interrupted = diverged = batches = None
                     order = sample_idx if self.shuffle else None
+                    epoch_sync = None if sync is None else sync.epoch(order)
+                    if callbacks is not None:    # batch tasks on the Python batch loop only
+                        batches = callbacks.epoch_begin(
+                            0 if compiled_epoch(net, optimizer) else
+                            -(-n // batch_size) if sync is None else sync.n_steps)
                     try:
                         loss = net.train_epoch(X, y, optimizer, batch_size, sw, order,
-                                               loss_scale,
-                                               None if sync is None else sync.epoch(order))
+                                               loss_scale, batches, epoch_sync)
                         n_done = n if sync is None else sync.n_total
+                        if batches is not None and batches.n_done is not None:
+                            n_done = batches.n_done      # a batch hook ended the epoch
                     except EpochInterrupted as exc:   # at a batch boundary: count its batches
                         interrupted, loss, n_done = exc, exc.loss, exc.n_samples
                     except FloatingPointError as exc:
-                        raise _collective(NonFiniteLossError(
-                            "Solver produced non-finite parameter weights. The input data may "
-                            "contain large values and need to be preprocessed. The training "
-                            f"loss became non-finite in iteration {st.n_iter_ + 1} ({exc}); the "
-                            "estimator was left as it was before this call."), comm) from exc
+                        # data-parallel: the loss is global, so every rank gets here alike
+                        if not self.early_stopping:
+                            raise _collective(NonFiniteLossError(
+                                "Solver produced non-finite parameter weights. The input data "
+                                "may contain large values and need to be preprocessed. The "
+                                "training loss became non-finite in iteration "
+                                f"{st.n_iter_ + 1} ({exc}); the estimator was left as it was "
+                                "before this call."), comm) from exc
+                        # scikit-learn keeps the best weights and records NaN scores: stop here
+                        diverged = exc
+                        loss = getattr(exc, "loss", np.nan)
+                        n_done = getattr(exc, "n_samples", 0)
                     st.n_iter_ += 1
                     st.loss_ = float(loss)
                     st.t_ += n_done
                     st.loss_curve_.append(st.loss_)
                     val_score = None
-                    if self.early_stopping:
-                        val_score = self._validation_score(net, targets, X_val, y_val, sw_val,
-                                                           comm)
+                    if validation is not None:
+                        val_score, val_loss = (np.nan, np.nan) if diverged is not None else \
+                            validation.evaluate(self, net, targets)
+                        st.validation_loss_curve_.append(val_loss)
                     self._report_epoch(st.n_iter_, st.loss_, val_score,
                                        time.perf_counter() - start)
                     self._update_no_improvement(st, net, val_score)
                     if schedule == "invscaling":
                         optimizer.learning_rate = float(lr_init) / (st.t_ + 1) ** power_t
+                    stop = callbacks is not None and callbacks.epoch_end()
+                    if comm is not None:
+                        # ONE allreduce per epoch: a stop asked by any rank's callbacks (set
+                        # on some ranks only, or watching local data), and Ctrl-C on any rank
+                        # during the epoch's bookkeeping, stop every rank here
+                        flags = comm.allreduce_scalars(
+                            [1.0 if guard is not None and guard.pending is not None else 0.0,
+                             1.0 if stop else 0.0])
+                        stop = bool(flags[1] > 0)
+                        if flags[0] > 0 and diverged is None and interrupted is None:
+                            consume_sigint(guard)
+                            raise KeyboardInterrupt
+                    if diverged is not None:
+                        warnings.warn(
+                            f"The training loss became {st.loss_} in iteration {st.n_iter_} "
+                            f"({diverged}); training stopped and the weights of the best "
+                            "validation score were restored (early_stopping=True).",
+                            ConvergenceWarning, stacklevel=5)
+                        break
                     if interrupted is not None:
                         raise interrupted
+                    if stop:
+                        break
                     if st.no_improvement_count > self.n_iter_no_change:
                         what = ("Validation score" if self.early_stopping else "Training loss")
                         msg = (f"{what} did not improve more than tol={self.tol:f} for "
@@ -536,14 +723,14 @@ class BaseNeuralNet(SaveMixin, _InputValidation, BaseEstimator):
                     if st.n_iter_ == max_iter and self._warn_max_iter:
                         warnings.warn(f"Stochastic Optimizer: Maximum iterations ({max_iter}) "
                                       "reached and the optimization hasn't converged yet.",
-                                      ConvergenceWarning, stacklevel=4)
-                    _deliver_pending(guard, comm)   # Ctrl-C during the bookkeeping: stop
+                                      ConvergenceWarning, stacklevel=5)
+                    if comm is None and guard is not None and guard.pending is not None:
+                        guard.deliver()      # Ctrl-C during the bookkeeping: stop here
                 _deliver_pending(guard, comm)       # ... or after the last epoch
             except KeyboardInterrupt:     # data-parallel: raised on every rank alike
-                warnings.warn("Training interrupted by user.", UserWarning, stacklevel=4)
+                warnings.warn("Training interrupted by user.", UserWarning, stacklevel=5)
         if self.early_stopping:
             net.params[...] = st.best_params
-        st.optimizer = optimizer
 
     def _trigger_stopping(self, msg, schedule, optimizer):
         """scikit-learn's rule: stop, unless 'adaptive' can still divide the rate by 5."""
@@ -562,6 +749,10 @@ class BaseNeuralNet(SaveMixin, _InputValidation, BaseEstimator):
         return False
 
     def _update_no_improvement(self, st, net, val_score):
+        if val_score is not None and not self.early_stopping:   # a validation set watched only
+            st.validation_scores_.append(val_score)
+            if val_score > st.best_validation_score_:
+                st.best_validation_score_ = val_score
         if self.early_stopping:
             st.validation_scores_.append(val_score)
             if val_score < st.best_validation_score_ + self.tol:
@@ -587,13 +778,14 @@ class BaseNeuralNet(SaveMixin, _InputValidation, BaseEstimator):
                 print("Validation score: %f" % val_score)
 
     # ---------------------------------------------------------------- L-BFGS
-    def _fit_lbfgs(self, net, X, y, sw, st, targets, comm=None):
+    def _fit_lbfgs(self, net, X, y, sw, st, targets, callbacks=None, comm=None):
         """scipy's L-BFGS-B directly on the flat buffer (weights first, then biases: the x
         vector is scikit-learn's packed coefs_ + intercepts_).  Data-parallel: each evaluation
         sums every rank's weighted loss and gradient in one allreduce, so every rank runs the
         same iterations."""
         import scipy.optimize
 
+        st.lbfgs = True
         n = X.shape[0]
         alpha = float(self.alpha)
         loss_scale = self._loss_scale(targets)
@@ -642,26 +834,53 @@ class BaseNeuralNet(SaveMixin, _InputValidation, BaseEstimator):
         max_iter = self._max_iter()
         x0 = params.astype(np.float64)
         iterations = [0]
+        bridge = None
+        if callbacks is not None:       # one task per iteration, the iterate as the weights
+            def set_weights(xk):
+                params[...] = xk
+                st.n_iter_ = iterations[0]
+                st.loss_ = best["f"]
+
+            bridge = callbacks.lbfgs(set_weights)
+
+        stopped = [False]
 
         def count(xk):
             iterations[0] += 1
+            stop = False
+            if bridge is not None:
+                try:
+                    bridge(xk)
+                except StopIteration:
+                    stop = True
+            if comm is not None:
+                # data-parallel: every rank runs the same iterations, so a stop asked by any
+                # rank's callbacks ends them all (one small allreduce per iteration)
+                stop = comm.any(stop)
+            if stop:
+                stopped[0] = True
+                raise StopIteration
 
         try:
             res = scipy.optimize.minimize(
                 fun, x0, method="L-BFGS-B", jac=True, callback=count,
                 options={"maxfun": self.max_fun, "maxiter": max_iter, "gtol": self.tol})
-        except KeyboardInterrupt:
-            if comm is not None:
-                raise       # not agreed between the ranks: abort (nnc/_distributed.py)
-            warnings.warn("Training interrupted by user.", UserWarning)
+        except (KeyboardInterrupt, StopIteration) as exc:   # StopIteration: scipy < 1.11
+            if isinstance(exc, KeyboardInterrupt):
+                if comm is not None:
+                    raise       # not agreed between the ranks: abort (nnc/_distributed.py)
+                warnings.warn("Training interrupted by user.", UserWarning)
             if best["x"] is not None:
                 params[...] = best["x"]
                 st.loss_ = best["f"]
             st.n_iter_ = iterations[0]
-            st.lbfgs = True
+            if bridge is not None:
+                bridge.close()
             return
+        if bridge is not None:
+            bridge.close()
         st.n_iter_ = int(min(res.nit, max_iter))
-        if res.status != 0:
+        if res.status != 0 and not stopped[0]:
             message = (f"lbfgs failed to converge after {st.n_iter_} iteration(s) "
                        f"(status={res.status}):\n{res.message}\n")
             if st.n_iter_ == max_iter:
@@ -669,10 +888,9 @@ class BaseNeuralNet(SaveMixin, _InputValidation, BaseEstimator):
                             f"(max_iter={max_iter}).")
             message += ("\nYou might also want to scale the data as shown in:\n"
                         "    https://scikit-learn.org/stable/modules/preprocessing.html")
-            warnings.warn(message, ConvergenceWarning, stacklevel=4)
+            warnings.warn(message, ConvergenceWarning, stacklevel=5)
         st.loss_ = float(res.fun)
         params[...] = res.x
-        st.lbfgs = True
 
     # ---------------------------------------------------------------- commit
     def _commit(self, net, st, targets, feature_names, warm):
@@ -680,38 +898,49 @@ class BaseNeuralNet(SaveMixin, _InputValidation, BaseEstimator):
             self._commit_locked(net, st, targets, feature_names, warm)
 
     def _commit_locked(self, net, st, targets, feature_names, warm):
-        self.network_ = net
-        self.layers_ = net.layers
-        if not warm:
-            self.n_features_in_ = int(np.prod(net.input_shape))
-            if feature_names is not None:
-                self.feature_names_in_ = feature_names
-            elif "feature_names_in_" in self.__dict__:
-                del self.feature_names_in_
-        self._commit_targets(targets)
-        self.n_outputs_ = int(targets.n_outputs)
-        self.out_activation_ = net._loss.out_activation
-        self.n_iter_ = st.n_iter_
-        self.t_ = st.t_
-        self.loss_ = st.loss_
+        attrs = self._fitted_attributes(net, st, targets, feature_names, warm, final=True)
+        if not warm and feature_names is None:
+            self.__dict__.pop("feature_names_in_", None)
         if st.lbfgs:
             if not warm:
                 for name in _CURVE_ATTRS:
                     self.__dict__.pop(name, None)
             self.__dict__.pop("_optimizer", None)
-            self._best_params = net.params.copy()
+        self.__dict__.update(attrs)
+
+    def _fitted_attributes(self, net, st, targets, feature_names, warm, final=False):
+        """The attributes a fit sets (a dict): what ``_commit`` writes (`final`), or during the
+        fit the ``fitted_estimator`` of callbacks (curves copied, the network shared)."""
+        attrs = {"network_": net, "layers_": net.layers}
+        if not warm:
+            attrs["n_features_in_"] = int(np.prod(net.input_shape))
+            if feature_names is not None:
+                attrs["feature_names_in_"] = feature_names
+        attrs.update(self._target_attributes(targets))
+        attrs.update(n_outputs_=int(targets.n_outputs), out_activation_=net._loss.out_activation,
+                     n_iter_=st.n_iter_, t_=st.t_, loss_=st.loss_)
+        if st.lbfgs:
+            attrs["_best_params"] = net.params.copy() if final else net.params
         else:
-            self.loss_curve_ = st.loss_curve_
-            self.best_loss_ = st.best_loss_
-            self.validation_scores_ = st.validation_scores_
-            self.best_validation_score_ = st.best_validation_score_
-            self._no_improvement_count = st.no_improvement_count
-            self._best_params = st.best_params
-            self._optimizer = st.optimizer
-        self._extra_fitted(net)
+            def curve(values):
+                return values if final or values is None else list(values)
+
+            attrs.update(loss_curve_=curve(st.loss_curve_), best_loss_=st.best_loss_,
+                         validation_scores_=curve(st.validation_scores_),
+                         validation_loss_curve_=curve(st.validation_loss_curve_),
+                         best_validation_score_=st.best_validation_score_,
+                         _no_improvement_count=st.no_improvement_count,
+                         _best_params=st.best_params, _optimizer=st.optimizer)
+        attrs.update(self._extra_fitted_attributes(net))
+        return attrs
 
     def _extra_fitted(self, net):
-        """Hook: subclass attributes derived from the network (MLP coefs_)."""
+        """Set the subclass attributes derived from the network (MLP coefs_)."""
+        self.__dict__.update(self._extra_fitted_attributes(net))
+
+    def _extra_fitted_attributes(self, net):
+        """Hook: subclass attributes derived from the network (MLP coefs_), a dict."""
+        return {}
 
     # ---------------------------------------------------------------- check_gradients support
     def _gradcheck_problem(self, X, y, sample_weight=None):

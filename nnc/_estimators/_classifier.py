@@ -7,10 +7,11 @@ multilabel-indicator), fixes ``classes_`` (from y, from ``classes=`` on the firs
 or from the fitted model on a warm start) and picks the output mode and loss: 'softmax'
 (integer class indices, K outputs, softmax cross-entropy), 'sigmoid' (one logistic output for
 two classes), 'ovr' (one-hot targets, K logistic outputs), 'multilabel' (indicator y).
-``_apply_class_weight`` folds ``class_weight`` into the sample weights, ``_validation_score`` is
-the accuracy early stopping watches, ``_commit_targets`` stores what the estimator remembers.
+``_apply_class_weight`` folds ``class_weight`` into the sample weights, ``_score_outputs`` is
+the accuracy early stopping watches, ``_target_attributes`` is what the estimator remembers.
 ``predict`` / ``predict_proba`` decode the network's link-transformed outputs back to labels in
-the order of ``classes_``.
+the order of ``classes_``.  ``_encode_validation_targets`` encodes a user-given validation y
+(NeuralNetClassifier's ``y_val``) as the training targets were.
 """
 import numpy as np
 
@@ -252,10 +253,38 @@ class _ClassifierNN:
             raise ValueError("class_weight gives every sample zero weight")
         return sw
 
-    def _commit_targets(self, targets):
-        self.classes_ = targets.classes
-        self._label_type = targets.label_type
-        self._target_mode = targets.mode
+    def _encode_validation_targets(self, y, targets, dtype):
+        """Validation labels encoded as the training targets `targets` (their classes)."""
+        _check_y_present(self, y)
+        y = _as_labels(y)
+        _check_finite_y(y)
+        y = _column_or_1d(y)
+        kind = _type_of_target(y)
+        multilabel = targets.mode == "multilabel"
+        if multilabel != (kind == "multilabel-indicator"):
+            raise ValueError(f"y_val is {kind}, but y is {targets.label_type}")
+        n = y.shape[0]
+        cls = targets.classes
+        if multilabel:
+            if y.shape[1] != cls.size:
+                raise ValueError(f"y_val has {y.shape[1]} labels, but y has {cls.size}")
+            return y.astype(dtype)
+        unseen = np.setdiff1d(np.unique(y), cls)
+        if unseen.size:
+            raise ValueError(f"y_val has classes not in y: {unseen.tolist()}")
+        idx = np.searchsorted(cls, y)
+        if targets.mode == "softmax":
+            return idx.astype(np.int32)
+        if targets.mode == "sigmoid":
+            return ((idx == 1).astype(dtype).reshape(n, 1) if cls.size > 1
+                    else np.zeros((n, 1), dtype=dtype))
+        out = np.zeros((n, cls.size), dtype=dtype)
+        out[np.arange(n), idx] = 1
+        return out
+
+    def _target_attributes(self, targets):
+        return {"classes_": targets.classes, "_label_type": targets.label_type,
+                "_target_mode": targets.mode}
 
     # -- predictions
     def _read_fitted(self):
@@ -300,19 +329,27 @@ class _ClassifierNN:
         P = self.predict_proba(X)
         return np.log(P, out=P)
 
-    def _validation_score(self, net, targets, X, y, sw, comm=None):
-        """Accuracy of `net` on encoded targets (NaN when the outputs are not finite); with a
-        communicator, over every rank's validation rows (one allreduce of two sums)."""
-        P = net.predict(X)
-        if comm is not None:
-            if np.isfinite(P).all():
-                hit = self._hits(P, targets.mode, y)
-                w = np.ones(hit.shape[0]) if sw is None else sw.astype(np.float64)
-                sums = [float(np.dot(w, hit)), float(w.sum())]
-            else:
-                sums = [float("nan"), 1.0]
-            right, total = comm.allreduce_scalars(sums)
-            return float(right / total)
+    def _validation_score(self, net, targets, X, y, sw):
+        """Accuracy of `net` on encoded targets (NaN when the outputs are not finite)."""
+        return self._score_outputs(net.predict(X), targets, y, sw)
+
+    def _score_outputs_global(self, comm, P, targets, y, sw, extra=()):
+        """Data-parallel accuracy over every rank's validation rows (this rank's link outputs
+        P, possibly no rows) in one allreduce of [right, total, *extra]; returns (accuracy,
+        the summed extra values).  NaN when any rank's outputs are not finite."""
+        if P.shape[0] == 0:
+            sums = [0.0, 0.0]
+        elif np.isfinite(P).all():
+            hit = self._hits(P, targets.mode, y)
+            w = np.ones(hit.shape[0]) if sw is None else sw.astype(np.float64)
+            sums = [float(np.dot(w, hit)), float(w.sum())]
+        else:
+            sums = [float("nan"), 1.0]
+        out = comm.allreduce_scalars(np.concatenate([sums, np.asarray(extra, np.float64)]))
+        return float(out[0] / out[1]), out[2:]
+
+    def _score_outputs(self, P, targets, y, sw):
+        """Accuracy of the link outputs P against encoded targets (NaN when P is not finite)."""
         if not np.isfinite(P).all():
             return float("nan")
         mode = targets.mode

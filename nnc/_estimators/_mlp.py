@@ -1,6 +1,7 @@
 """MLPClassifier and MLPRegressor: drop-ins for scikit-learn's, trained by nnc's kernels.
 
-Same parameters, defaults, fitted attributes and behaviour as ``sklearn.neural_network`` (1.9):
+Same parameters, defaults, fitted attributes and behaviour as ``sklearn.neural_network`` (1.9)
+(plus ``validation_loss_curve_`` and scikit-learn callbacks through ``set_callbacks``):
 the same random_state gives the same initial weights (Glorot draws W then b per layer from one
 RandomState, factor 2 for 'logistic'), the same shuffles and validation split, the same loss
 values, stopping rule and learning-rate schedules.  Extras: activation 'leaky_relu', solvers
@@ -85,6 +86,9 @@ class _BaseMLP(BaseNeuralNet):
         schedule = self.learning_rate if self.solver == "sgd" else "constant"
         return schedule, float(self.learning_rate_init), float(self.power_t)
 
+    def _initial_learning_rate(self):
+        return float(self.learning_rate_init)
+
     def _partial_fit_available(self):
         if self.solver not in _STOCHASTIC_SOLVERS:
             raise AttributeError("partial_fit is only available for stochastic optimizers. "
@@ -117,11 +121,11 @@ class _BaseMLP(BaseNeuralNet):
     def _dense_layers(self, net):
         return [layer for layer in net.layers if isinstance(layer, Dense)]
 
-    def _extra_fitted(self, net):
+    def _extra_fitted_attributes(self, net):
         dense = self._dense_layers(net)
-        self.coefs_ = [layer.params[0] for layer in dense]
-        self.intercepts_ = [layer.params[1] for layer in dense]
-        self.n_layers_ = len(dense) + 1
+        return {"coefs_": [layer.params[0] for layer in dense],
+                "intercepts_": [layer.params[1] for layer in dense],
+                "n_layers_": len(dense) + 1}
 
     def _copy_weights_in(self, net, coefs, intercepts):
         """Validate user arrays against the network's views and copy them in."""
@@ -263,6 +267,9 @@ _COMMON_ATTRIBUTES = """
     loss_curve_, validation_scores_ : list of float
         Loss and validation score per epoch (stochastic solvers only; validation scores with
         early_stopping).
+    validation_loss_curve_ : list of float or None
+        With early_stopping, the loss on the validation split after each epoch (the training
+        loss's formula without its L2 term 0.5 * alpha * ||W||^2 / batch weight); else None.
     best_loss_, best_validation_score_ : float or None
         As scikit-learn's (stochastic solvers only).
     n_iter_, t_ : int

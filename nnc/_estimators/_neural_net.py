@@ -5,6 +5,12 @@ fresh copies with ``type(layer).from_config(layer.get_config())``, kept as ``lay
 estimator appends the output head, a Dense sized from y, whose link (softmax / sigmoid /
 identity / exp) is handled by the loss.  Fit, early stopping, warm start, partial_fit and the
 stopping rule are the MLPs' (the fit loop in ``_base.py``).
+
+Beyond the MLPs: ``fit(X, y, sample_weight=None, *, X_val=None, y_val=None,
+sample_weight_val=None)`` takes a validation set (HistGradientBoosting's names), and the
+learning-rate schedules of the MLPs' ``learning_rate`` parameter are ``learning_rate_schedule``
+here (``learning_rate`` is the rate itself, as the MLPs' ``learning_rate_init``), for every
+optimizer (the MLPs schedule solver='sgd' only, as scikit-learn does).
 """
 
 
@@ -39,6 +45,8 @@ class _BaseNeuralNet(BaseNeuralNet):
         _check_interval(self, "max_epochs", int, 1, None, "left")
         if self.clip_grad_norm is not None:
             _check_interval(self, "clip_grad_norm", float, 0, None, "neither")
+        _check_options(self, "learning_rate_schedule", {"constant", "invscaling", "adaptive"})
+        _check_interval(self, "power_t", float, 0, None, "left")
         self._check_common_params()
         self._dtype_param()
         self._check_loss_param()
@@ -83,7 +91,14 @@ class _BaseNeuralNet(BaseNeuralNet):
         return int(min(self.batch_size, n))
 
     def _lr_schedule(self):
-        return "constant", float(self.learning_rate), 0.0
+        return (self.learning_rate_schedule, self._initial_learning_rate(),
+                float(self.power_t))
+
+    def _initial_learning_rate(self):
+        opt = self.optimizer
+        if isinstance(opt, Optimizer):
+            return float(opt.get_config()["learning_rate"])
+        return float(self.learning_rate)
 
     def _clip_grad_norm(self):
         return None if self.clip_grad_norm is None else float(self.clip_grad_norm)
@@ -105,6 +120,31 @@ class _BaseNeuralNet(BaseNeuralNet):
             return opt
         return get_optimizer(opt, learning_rate=float(self.learning_rate),
                              alpha=float(self.alpha))
+
+    def fit(self, X, y, sample_weight=None, *, X_val=None, y_val=None, sample_weight_val=None):
+        """Fit the network to X and y (from scratch unless ``warm_start``).
+
+        Parameters
+        ----------
+        X : array-like or sparse matrix, shape (n_samples, *input_shape) or (n_samples,
+            n_features)
+        y : array-like, shape (n_samples,) or (n_samples, n_outputs)
+        sample_weight : array-like of shape (n_samples,), default=None
+        X_val : array-like, shape (n_val, ...) like X, default=None
+            A validation set: its score and loss are recorded after every epoch
+            (``validation_scores_``, ``validation_loss_curve_``).  With ``early_stopping`` it
+            replaces the ``validation_fraction`` split and drives stopping; without, it is only
+            watched.
+        y_val : array-like, shape (n_val,) or (n_val, n_outputs), default=None
+            Given exactly when X_val is.
+        sample_weight_val : array-like of shape (n_val,), default=None
+
+        Returns
+        -------
+        self
+        """
+        return self._fit(X, y, sample_weight, incremental=False, X_val=X_val, y_val=y_val,
+                         sample_weight_val=sample_weight_val)
 
     def _report_epoch(self, n_iter, loss, val_score, elapsed):
         if self.verbose and _distributed.prints_here():     # data-parallel: rank 0 prints
@@ -152,7 +192,16 @@ _PARAMS_BEFORE_LOSS = """
 
 _PARAMS_AFTER_LOSS = """
     clip_grad_norm : float or None, default=None
-        Rescale each batch gradient to at most this global L2 norm."""
+        Rescale each batch gradient to at most this global L2 norm.
+    learning_rate_schedule : {'constant', 'invscaling', 'adaptive'}, default='constant'
+        The MLPs' ``learning_rate`` schedules, for every optimizer: 'invscaling' sets the rate
+        to learning_rate / (t + 1)^power_t after each epoch (t: samples seen); 'adaptive'
+        divides it by 5 instead of stopping when the stopping rule fires (n_iter_no_change
+        epochs without improvement by tol), and stops once it is at most 1e-6.  With an
+        Optimizer instance, its own learning rate is the initial one.  A
+        ``nnc.callbacks.LearningRateScheduler`` set with ``set_callbacks`` takes precedence.
+    power_t : float, default=0.5
+        Exponent of 'invscaling'."""
 
 _ATTRIBUTES = """
 
@@ -166,7 +215,12 @@ _ATTRIBUTES = """
     loss_ : float
         Training loss of the last epoch.
     loss_curve_, validation_scores_ : list of float
-        Loss and validation score per epoch (validation scores with early_stopping).
+        Loss and validation score per epoch (validation scores with a validation set: X_val,
+        or early_stopping's split).
+    validation_loss_curve_ : list of float or None
+        The loss on the validation set after each epoch (the training loss's data term, without
+        the L2 penalty that loss_curve_ includes when alpha > 0); None without a validation
+        set.
     best_loss_, best_validation_score_ : float or None
     n_iter_ : int
         Epochs run by the last fit.
@@ -185,7 +239,11 @@ class NeuralNetClassifier(_ClassifierNN, ClassifierMixin, _BaseNeuralNet):
         output) for binary and multilabel targets.  'softmax_cross_entropy' on binary targets
         uses two softmax outputs; 'binary_cross_entropy' on multiclass targets trains one
         logistic output per class (one-vs-rest, probabilities normalised).""" + _PARAMS_AFTER_LOSS
-               + _ATTRIBUTES + """
+               + """
+    class_weight : None, 'balanced' or dict, default=None
+        Multiplies the sample weights by the weight of each sample's class ('balanced':
+        n_samples / (n_classes * count)), as MLPClassifier's.  Not for multilabel targets; a
+        user-given validation set is weighted by sample_weight_val only.""" + _ATTRIBUTES + """
     classes_ : ndarray
         The class labels.
 """)
@@ -194,7 +252,8 @@ class NeuralNetClassifier(_ClassifierNN, ClassifierMixin, _BaseNeuralNet):
                  batch_size=64, max_epochs=10, alpha=0.0, shuffle=True, random_state=None,
                  early_stopping=False, validation_fraction=0.1, n_iter_no_change=10, tol=1e-4,
                  verbose=False, warm_start=False, dtype="float32", loss="auto",
-                 clip_grad_norm=None):
+                 clip_grad_norm=None, learning_rate_schedule="constant", power_t=0.5,
+                 class_weight=None):
         self.layers = layers
         self.input_shape = input_shape
         self.optimizer = optimizer
@@ -213,9 +272,17 @@ class NeuralNetClassifier(_ClassifierNN, ClassifierMixin, _BaseNeuralNet):
         self.dtype = dtype
         self.loss = loss
         self.clip_grad_norm = clip_grad_norm
+        self.learning_rate_schedule = learning_rate_schedule
+        self.power_t = power_t
+        self.class_weight = class_weight
 
     def _check_loss_param(self):
         _check_options(self, "loss", {"auto", "softmax_cross_entropy", "binary_cross_entropy"})
+        cw = self.class_weight
+        if not (cw is None or (isinstance(cw, str) and cw == "balanced")
+                or isinstance(cw, dict)):
+            exc = ValueError if isinstance(cw, str) else TypeError
+            _param_error(self, "class_weight", "None, 'balanced' or a dict", cw, exc)
 
     def _choose_mode(self, label_type, n_classes):
         if self.loss == "auto":
@@ -242,7 +309,7 @@ class NeuralNetRegressor(_RegressorNN, RegressorMixin, _BaseNeuralNet):
                  batch_size=64, max_epochs=10, alpha=0.0, shuffle=True, random_state=None,
                  early_stopping=False, validation_fraction=0.1, n_iter_no_change=10, tol=1e-4,
                  verbose=False, warm_start=False, dtype="float32", loss="auto",
-                 clip_grad_norm=None):
+                 clip_grad_norm=None, learning_rate_schedule="constant", power_t=0.5):
         self.layers = layers
         self.input_shape = input_shape
         self.optimizer = optimizer
@@ -261,6 +328,8 @@ class NeuralNetRegressor(_RegressorNN, RegressorMixin, _BaseNeuralNet):
         self.dtype = dtype
         self.loss = loss
         self.clip_grad_norm = clip_grad_norm
+        self.learning_rate_schedule = learning_rate_schedule
+        self.power_t = power_t
 
     def _check_loss_param(self):
         _check_options(self, "loss", {"auto", "mse", "squared_error", "poisson"})

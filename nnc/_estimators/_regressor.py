@@ -5,9 +5,9 @@ RegressorMixin, _BaseMLP)``) and supplies the target hooks the fit loop in ``_ba
 ``_encode_targets`` checks y (numeric, finite, 1-D or 2-D; a column vector is flattened with
 scikit-learn's warning) and reshapes it to (n_samples, n_outputs) in the working dtype;
 ``_regression_loss`` names the loss (a subclass hook: NeuralNetRegressor also offers others);
-``_validation_score`` is the R² early stopping watches.  ``predict`` returns (n_samples,) for a
+``_score_outputs`` is the R² early stopping watches.  ``predict`` returns (n_samples,) for a
 single output, as scikit-learn does.  There is no label encoding, so ``_apply_class_weight`` and
-``_commit_targets`` do nothing.
+``_target_attributes`` do nothing.
 """
 import numpy as np
 
@@ -64,42 +64,57 @@ class _RegressorNN:
     def _apply_class_weight(self, sw, targets, incremental, dtype):
         return sw
 
-    def _commit_targets(self, targets):
-        pass
+    def _encode_validation_targets(self, y, targets, dtype):
+        """Validation targets (NeuralNetRegressor's ``y_val``) shaped as the training ones."""
+        enc = self._encode_targets(y, False, False, None, dtype)
+        if enc.n_outputs != targets.n_outputs:
+            raise ValueError(f"y_val has {enc.n_outputs} outputs, but y has "
+                             f"{targets.n_outputs}")
+        return enc.y
+
+    def _target_attributes(self, targets):
+        return {}
 
     def predict(self, X):
         """Predicted values, shape (n_samples,) or (n_samples, n_outputs)."""
         P, _ = self._predict_outputs(X)
         return P.ravel() if P.shape[1] == 1 else P
 
-    def _validation_score(self, net, targets, X, y, sw, comm=None):
-        """R^2 of `net` (NaN when the outputs are not finite); with a communicator, over every
-        rank's validation rows: one allreduce for the weighted mean of y, one for the two sums
-        of squares (scikit-learn's conventions for constant targets)."""
-        P = net.predict(X)
-        if comm is None:
-            if not np.isfinite(P).all():
-                return float("nan")
-            return r2(y, P, sw)
+    def _validation_score(self, net, targets, X, y, sw):
+        return self._score_outputs(net.predict(X), targets, y, sw)
+
+    def _score_outputs(self, P, targets, y, sw):
+        """R² of the outputs P (NaN when they are not finite)."""
+        if not np.isfinite(P).all():
+            return float("nan")
+        return r2(y, P.reshape(P.shape[0], -1), sw)
+
+    def _score_outputs_global(self, comm, P, targets, y, sw, extra=()):
+        """Data-parallel R² over every rank's validation rows (this rank's outputs P, possibly
+        no rows): one allreduce for the weighted mean of y (with [*extra] summed alongside), one
+        for the two sums of squares (scikit-learn's conventions for constant targets); returns
+        (R², the summed extra values).  NaN when any rank's outputs are not finite."""
         Y = y.reshape(y.shape[0], -1).astype(np.float64)
         P = P.reshape(Y.shape).astype(np.float64)
         w = np.ones(Y.shape[0]) if sw is None else sw.astype(np.float64)
         K = Y.shape[1]
-        first = comm.allreduce_scalars(np.concatenate([[w.sum(), Y.shape[0]], w @ Y]))
+        extra = np.asarray(extra, np.float64)
+        first = comm.allreduce_scalars(np.concatenate([[w.sum(), Y.shape[0]], w @ Y, extra]))
+        summed = first[2 + K:]
         if first[1] < 2:
-            return r2(Y[:1], Y[:1])      # scikit-learn's warning and NaN
-        mean = first[2:] / first[0]
+            return r2(Y[:1], Y[:1]), summed      # scikit-learn's warning and NaN
+        mean = first[2:2 + K] / first[0]
         res = w @ (Y - P) ** 2 if np.isfinite(P).all() else np.full(K, np.nan)
         sums = comm.allreduce_scalars(np.concatenate([res, w @ (Y - mean) ** 2]))
         numerator, denominator = sums[:K], sums[K:]
         if not np.isfinite(numerator).all():
-            return float("nan")
+            return float("nan"), summed
         scores = np.ones(K)
         nonzero_den = denominator != 0
         valid = nonzero_den & (numerator != 0)
         scores[valid] = 1.0 - numerator[valid] / denominator[valid]
         scores[(numerator != 0) & ~nonzero_den] = 0.0
-        return float(np.mean(scores))
+        return float(np.mean(scores)), summed
 
     @available_if(lambda est: est._partial_fit_available())
     def partial_fit(self, X, y, sample_weight=None):

@@ -12,11 +12,11 @@ Buffers (all C-contiguous, caller supplied; shapes from conv2d_workspace_shapes)
       input (padding is handled by index tests, never by a padded copy).
   tmp (Nc, F, L): GEMM output / expanded dY of the grid path (L = 0 on the general path).
 
-conv2d_forward  writes Y (and cols, tmp): per chunk, im2col (prange over samples), then per sample
+conv2d_forward  writes Y (and cols, tmp): per chunk, im2col (parallel over samples), then per sample
                 Y[n] (F, P) = b + Wt (F, CKK) @ cols[n] (CKK, P): the GEMM writes NCHW directly.
 conv2d_backward writes dW, db, dX (and overwrites cols, tmp): db = sum dY; per sample
                 dW (+)= dY[n] @ cols[n]^T and cols[n] = Wt^T @ dY[n] (d cols), then col2im of the
-                chunk (prange over samples) into dX.
+                chunk (parallel over samples) into dX.
 Grid path (stride 1, no padding, CKK > 2 F): the same with one contiguous copy per column-matrix
 row on the full-width output grid; see the note above _is_grid.
 The batch goes through in chunks of Nc = cols.shape[0] samples, so the workspaces are bounded
@@ -32,24 +32,29 @@ Measured choices (float32, 1 thread, batch 64, the benchmark's layers 1x28x28 ->
   left is data movement: hence the grid path (that layer's im2col ~170 -> 49 µs, col2im
   ~220 -> 85 µs, forward 366 -> 277 µs, backward ~650 -> 580 µs);
 * db sums use eight independent accumulators (4x faster than a strict-order sum).
-BLAS is never called inside prange.
+Threads: the im2col / col2im / grid passes run as jobs over static shares of the samples, as
+many as the thread policy gives for their size (_parallel._par_run, see nnc/_threads.py); the
+GEMMs get their thread count in _blas._gemm.
+BLAS is never called inside a job.
 """
 from libc.string cimport memset, memcpy
-from cython.parallel cimport prange
-
 from nnc._kernels._blas cimport floating, blas_int, _gemm, NoTrans, Trans_
+from nnc._kernels._parallel cimport (_par_begin, _par_end, _par_run, _chunk_lo, MAX_JOBS,
+                                     WORK_IM2COL)
 from nnc._kernels._sizes cimport _checked_mul, _checked_add
 
 # largest value of a BLAS size / leading dimension (32-bit BLAS)
 cdef Py_ssize_t _BLAS_MAX = 2147483647
-# element count below which a pass runs on one thread: waking a second thread costs more than
-# such a pass on a busy 2-core machine (a 3-sample layer ran 10x slower with two threads)
-cdef Py_ssize_t _PAR_MIN = 1 << 15
 
 
 cdef inline int _threads_for(int n_threads, Py_ssize_t n_items, Py_ssize_t work) noexcept nogil:
-    """n_threads for a pass over n_items independent items touching `work` elements, else 1."""
-    return n_threads if n_items > 1 and work >= _PAR_MIN else 1
+    """Threads for a pass over n_items independent samples writing `work` elements: the thread
+    policy's answer for WORK_IM2COL (1 below its threshold; see nnc/_threads.py), at most one
+    per sample.  Pass the result to _par_end when the pass is done."""
+    if n_items < 2:
+        return 1
+    return _par_begin(n_threads if n_threads < n_items else <int>n_items, WORK_IM2COL,
+                      <double>work)
 
 
 cdef inline Py_ssize_t _ceil_div(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
@@ -148,14 +153,8 @@ cdef void _im2col(const floating* X, floating* cols, Py_ssize_t N,
                   Py_ssize_t SH, Py_ssize_t SW, Py_ssize_t PH, Py_ssize_t PW,
                   Py_ssize_t OH, Py_ssize_t OW, int n_threads) noexcept nogil:
     """im2col of N samples: sample n goes to the block cols[n] (CKK, P)."""
-    cdef Py_ssize_t n, P = OH * OW, CHW = C * H * W, blk = C * KH * KW * OH * OW
-    n_threads = _threads_for(n_threads, N, N * blk)
-    if n_threads > 1:
-        for n in prange(N, schedule="static", num_threads=n_threads):
-            _im2col_sample(X + n * CHW, cols + n * blk, P, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW)
-    else:
-        for n in range(N):
-            _im2col_sample(X + n * CHW, cols + n * blk, P, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW)
+    _per_sample(OP_IM2COL, X, NULL, cols, N, C, H, W, 0, KH, KW, SH, SW, PH, PW, OH, OW,
+                n_threads)
 
 
 cdef void _col2im(const floating* cols, floating* dX, Py_ssize_t N,
@@ -163,14 +162,106 @@ cdef void _col2im(const floating* cols, floating* dX, Py_ssize_t N,
                   Py_ssize_t SH, Py_ssize_t SW, Py_ssize_t PH, Py_ssize_t PW,
                   Py_ssize_t OH, Py_ssize_t OW, int n_threads) noexcept nogil:
     """col2im of N samples (each sample's dX is overwritten; samples are independent)."""
-    cdef Py_ssize_t n, P = OH * OW, CHW = C * H * W, blk = C * KH * KW * OH * OW
-    n_threads = _threads_for(n_threads, N, N * blk)
-    if n_threads > 1:
-        for n in prange(N, schedule="static", num_threads=n_threads):
-            _col2im_sample(cols + n * blk, dX + n * CHW, P, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW)
+    _per_sample(OP_COL2IM, cols, NULL, dX, N, C, H, W, 0, KH, KW, SH, SW, PH, PW, OH, OW,
+                n_threads)
+
+
+# ---------------------------------------------------------------- per-sample passes as jobs
+# Every per-sample pass (im2col, col2im and the four grid passes) runs as up to MAX_JOBS jobs,
+# each a static share of the samples, through the thread policy's _par_run (1 job below the
+# policy's WORK_IM2COL threshold).  Samples are independent, so any split gives the same bytes.
+
+cdef enum:
+    OP_IM2COL = 0       # X -> cols (general)
+    OP_COL2IM = 1       # cols -> dX (general)
+    OP_GRID_IM2COL = 2  # X -> cols (grid)
+    OP_GRID_COL2IM = 3  # cols -> dX (grid)
+    OP_GRID_TO_OUT = 4  # tmp -> Y (+ b)
+    OP_OUT_TO_GRID = 5  # dY -> tmp
+
+
+cdef struct SampleJob:
+    int op
+    bint dbl
+    const void* src
+    const void* b
+    void* dst
+    Py_ssize_t lo, hi                      # samples [lo, hi)
+    Py_ssize_t C, H, W, F, KH, KW, SH, SW, PH, PW, OH, OW
+
+
+cdef void _sample_rows(SampleJob* j, floating tag) noexcept nogil:
+    """Samples [j.lo, j.hi) of pass j.op (`tag` only selects the floating type)."""
+    cdef const floating* src = <const floating*>j.src
+    cdef const floating* b = <const floating*>j.b
+    cdef floating* dst = <floating*>j.dst
+    cdef Py_ssize_t i, C = j.C, H = j.H, W = j.W, F = j.F, KH = j.KH, KW = j.KW
+    cdef Py_ssize_t OH = j.OH, OW = j.OW, P = j.OH * j.OW, CHW = j.C * j.H * j.W
+    cdef Py_ssize_t CKK = j.C * j.KH * j.KW, L = (j.OH - 1) * j.W + j.OW
+    for i in range(j.lo, j.hi):
+        if j.op == OP_IM2COL:
+            _im2col_sample(src + i * CHW, dst + i * CKK * P, P, C, H, W, KH, KW, j.SH, j.SW,
+                           j.PH, j.PW, OH, OW)
+        elif j.op == OP_COL2IM:
+            _col2im_sample(src + i * CKK * P, dst + i * CHW, P, C, H, W, KH, KW, j.SH, j.SW,
+                           j.PH, j.PW, OH, OW)
+        elif j.op == OP_GRID_IM2COL:
+            _im2col_grid_sample(src + i * CHW, dst + i * CKK * L, L, C, H, W, KH, KW)
+        elif j.op == OP_GRID_COL2IM:
+            _col2im_grid_sample(src + i * CKK * L, dst + i * CHW, L, C, H, W, KH, KW)
+        elif j.op == OP_GRID_TO_OUT:
+            _grid_to_out_sample(src + i * F * L, b, dst + i * F * P, F, L, W, OH, OW)
+        else:
+            _out_to_grid_sample(src + i * F * P, dst + i * F * L, F, L, W, OH, OW)
+
+
+cdef void _sample_job(void* p) noexcept nogil:
+    cdef SampleJob* j = <SampleJob*>p
+    if j.dbl:
+        _sample_rows(j, <double>0)
     else:
-        for n in range(N):
-            _col2im_sample(cols + n * blk, dX + n * CHW, P, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW)
+        _sample_rows(j, <float>0)
+
+
+cdef void _per_sample(int op, const floating* src, const floating* b, floating* dst,
+                      Py_ssize_t n, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, Py_ssize_t F,
+                      Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH, Py_ssize_t SW,
+                      Py_ssize_t PH, Py_ssize_t PW, Py_ssize_t OH, Py_ssize_t OW,
+                      int n_threads) noexcept nogil:
+    """Pass `op` over n samples, split into as many jobs as the thread policy gives for the
+    elements it writes."""
+    cdef SampleJob jobs[MAX_JOBS]
+    cdef Py_ssize_t work
+    cdef int nt, t
+    if n <= 0:
+        return
+    if op == OP_IM2COL or op == OP_COL2IM:
+        work = n * C * KH * KW * OH * OW
+    else:
+        work = n * (C * KH * KW + F) * ((OH - 1) * W + OW)
+    nt = _threads_for(n_threads, n, work)
+    for t in range(nt):
+        jobs[t].op = op
+        jobs[t].dbl = floating is double
+        jobs[t].src = src
+        jobs[t].b = b
+        jobs[t].dst = dst
+        jobs[t].lo = _chunk_lo(n, nt, t)
+        jobs[t].hi = _chunk_lo(n, nt, t + 1)
+        jobs[t].C = C
+        jobs[t].H = H
+        jobs[t].W = W
+        jobs[t].F = F
+        jobs[t].KH = KH
+        jobs[t].KW = KW
+        jobs[t].SH = SH
+        jobs[t].SW = SW
+        jobs[t].PH = PH
+        jobs[t].PW = PW
+        jobs[t].OH = OH
+        jobs[t].OW = OW
+    _par_run(nt, _sample_job, jobs, sizeof(SampleJob))
+    _par_end(nt)
 
 
 cdef inline void _fill_bias(floating* Y, const floating* b, Py_ssize_t F,
@@ -259,35 +350,14 @@ cdef void _out_to_grid_sample(const floating* dY, floating* tmp, Py_ssize_t F, P
                     row[oh * W + j] = 0
 
 
-cdef void _grid_prepare(int op, const floating* src, const floating* b, floating* dst,
-                        Py_ssize_t n, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, Py_ssize_t F,
-                        Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t OH, Py_ssize_t OW,
-                        int n_threads) noexcept nogil:
-    """One of the four per-sample grid passes over n samples (prange when n_threads > 1):
-    0 im2col (X -> cols), 1 col2im (cols -> dX), 2 tmp -> Y (+ b), 3 dY -> tmp."""
-    cdef Py_ssize_t i
-    n_threads = _threads_for(n_threads, n, n * (C * KH * KW + F) * ((OH - 1) * W + OW))
-    if n_threads > 1:
-        for i in prange(n, schedule="static", num_threads=n_threads):
-            _grid_one(op, src, b, dst, i, C, H, W, F, KH, KW, OH, OW)
-    else:
-        for i in range(n):
-            _grid_one(op, src, b, dst, i, C, H, W, F, KH, KW, OH, OW)
-
-
-cdef inline void _grid_one(int op, const floating* src, const floating* b, floating* dst,
-                           Py_ssize_t i, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, Py_ssize_t F,
-                           Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t OH,
-                           Py_ssize_t OW) noexcept nogil:
-    cdef Py_ssize_t L = (OH - 1) * W + OW, CKK = C * KH * KW, CHW = C * H * W, FP = F * OH * OW
-    if op == 0:
-        _im2col_grid_sample(src + i * CHW, dst + i * CKK * L, L, C, H, W, KH, KW)
-    elif op == 1:
-        _col2im_grid_sample(src + i * CKK * L, dst + i * CHW, L, C, H, W, KH, KW)
-    elif op == 2:
-        _grid_to_out_sample(src + i * F * L, b, dst + i * FP, F, L, W, OH, OW)
-    else:
-        _out_to_grid_sample(src + i * FP, dst + i * F * L, F, L, W, OH, OW)
+cdef inline void _grid_prepare(int op, const floating* src, const floating* b, floating* dst,
+                               Py_ssize_t n, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
+                               Py_ssize_t F, Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t OH,
+                               Py_ssize_t OW, int n_threads) noexcept nogil:
+    """One of the four per-sample grid passes over n samples: 0 im2col (X -> cols), 1 col2im
+    (cols -> dX), 2 tmp -> Y (+ b), 3 dY -> tmp."""
+    _per_sample(OP_GRID_IM2COL + op, src, b, dst, n, C, H, W, F, KH, KW, 1, 1, 0, 0, OH, OW,
+                n_threads)
 
 
 # ---------------------------------------------------------------- forward / backward drivers

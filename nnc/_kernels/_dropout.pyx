@@ -6,42 +6,84 @@ no random state.
   dropout_forward   writes mask_out = [U >= rate] / (1 - rate) and Y_out = X * mask_out
                     (mask_out may be U itself, Y_out may be X itself: element-wise, same index).
   dropout_backward  writes dX_out = dY * mask (dX_out may be dY itself).
+Threads: static shares of the n elements, as many as the thread policy gives for n
+(WORK_ELEMENTWISE, see nnc/_threads.py; one below its threshold).
 """
-from cython.parallel cimport prange
-
 from nnc._kernels._blas cimport floating
+from nnc._kernels._parallel cimport (_par_begin, _par_end, _par_run, _chunk_lo, MAX_JOBS,
+                                     WORK_ELEMENTWISE)
 
-# below this many elements a parallel region costs more than it saves
-cdef Py_ssize_t _PAR_MIN = 1 << 16
+
+cdef struct DropJob:
+    bint forward
+    bint dbl
+    const void* X           # forward: X; backward: dY
+    const void* U           # forward: the uniforms; backward: the mask
+    void* mask              # forward: the mask written
+    void* Y                 # forward: Y; backward: dX
+    double rate, scale
+    Py_ssize_t lo, hi       # elements [lo, hi)
+
+
+cdef void _drop_rows(DropJob* j, floating tag) noexcept nogil:
+    """Elements [j.lo, j.hi) (`tag` only selects the floating type)."""
+    cdef const floating* X = <const floating*>j.X
+    cdef const floating* U = <const floating*>j.U
+    cdef floating* mask = <floating*>j.mask
+    cdef floating* Y = <floating*>j.Y
+    cdef floating rate = <floating>j.rate
+    cdef floating scale = <floating>j.scale
+    cdef floating m
+    cdef Py_ssize_t i
+    if j.forward:
+        for i in range(j.lo, j.hi):
+            m = scale if U[i] >= rate else 0
+            mask[i] = m
+            Y[i] = X[i] * m
+    else:
+        for i in range(j.lo, j.hi):
+            Y[i] = X[i] * U[i]
+
+
+cdef void _drop_job(void* p) noexcept nogil:
+    cdef DropJob* j = <DropJob*>p
+    if j.dbl:
+        _drop_rows(j, <double>0)
+    else:
+        _drop_rows(j, <float>0)
+
+
+cdef void _dropout_run(bint forward, const floating* X, const floating* U, double rate,
+                       double scale, floating* mask, floating* Y, Py_ssize_t n,
+                       int n_threads) noexcept nogil:
+    """n elements split into as many jobs as the thread policy gives (WORK_ELEMENTWISE)."""
+    cdef DropJob jobs[MAX_JOBS]
+    cdef int nt = _par_begin(n_threads, WORK_ELEMENTWISE, <double>n), t
+    for t in range(nt):
+        jobs[t].forward = forward
+        jobs[t].dbl = floating is double
+        jobs[t].X = X
+        jobs[t].U = U
+        jobs[t].mask = mask
+        jobs[t].Y = Y
+        jobs[t].rate = rate
+        jobs[t].scale = scale
+        jobs[t].lo = _chunk_lo(n, nt, t)
+        jobs[t].hi = _chunk_lo(n, nt, t + 1)
+    _par_run(nt, _drop_job, jobs, sizeof(DropJob))
+    _par_end(nt)
 
 
 cdef void _dropout_forward(const floating* X, const floating* U, floating rate, floating scale,
                            floating* mask, floating* Y, Py_ssize_t n, int n_threads) noexcept nogil:
     """mask = [U >= rate] * scale;  Y = X * mask."""
-    cdef Py_ssize_t i
-    cdef floating m
-    if n_threads > 1 and n >= _PAR_MIN:
-        for i in prange(n, schedule="static", num_threads=n_threads):
-            m = scale if U[i] >= rate else 0
-            mask[i] = m
-            Y[i] = X[i] * m
-    else:
-        for i in range(n):
-            m = scale if U[i] >= rate else 0
-            mask[i] = m
-            Y[i] = X[i] * m
+    _dropout_run(True, X, U, <double>rate, <double>scale, mask, Y, n, n_threads)
 
 
 cdef void _dropout_backward(const floating* dY, const floating* mask, floating* dX, Py_ssize_t n,
                             int n_threads) noexcept nogil:
     """dX = dY * mask."""
-    cdef Py_ssize_t i
-    if n_threads > 1 and n >= _PAR_MIN:
-        for i in prange(n, schedule="static", num_threads=n_threads):
-            dX[i] = dY[i] * mask[i]
-    else:
-        for i in range(n):
-            dX[i] = dY[i] * mask[i]
+    _dropout_run(False, dY, mask, 0.0, 0.0, <floating*>NULL, dX, n, n_threads)
 
 
 # ---------------------------------------------------------------- Python twins

@@ -26,31 +26,25 @@ elements 38 -> 20 us (float64), 25 -> 7 us (float32), measured on the 2-core box
 ``_clip_grad_norm`` computes the global L2 norm of g in double and rescales g in place to
 max_norm when the norm exceeds it; it returns the norm before clipping (NaN/inf left as is).
 
-Threads: buffers of at least PARALLEL_MIN elements are split into cfg.n_threads static chunks
-(prange) when n_threads > 1; smaller ones run serially.  See _PARALLEL_MIN for the measurement.
+Threads: the buffer is split into as many static chunks (jobs run by _parallel._par_run) as
+the thread policy gives for n parameters, with cfg.n_threads as the caller's cap (WORK_OPTIM;
+one chunk below its threshold, see nnc/_threads.py for the measurement).
 """
-from cython.parallel cimport prange
 from libc.math cimport sqrt, sqrtf, pow
+
+from nnc._kernels._parallel cimport (_par_begin, _par_end, _par_run, _chunk_lo, MAX_JOBS,
+                                     WORK_OPTIM)
 
 SGD = OPT_SGD
 ADAGRAD = OPT_ADAGRAD
 RMSPROP = OPT_RMSPROP
 ADAM = OPT_ADAM
 
-# Threading threshold.  Measured on the 2-core box (quiet, built with -fno-math-errno): serial
-# Adam costs ~1.9 ns/element in float64, ~0.6 in float32; 2 threads halve that from ~3e4
-# elements up (float64 1e5: 189 -> 98 us; SGD, memory-bound, gains less: 25 -> 16 us).  On a
-# loaded machine one barrier can stall for milliseconds, so threads start only at 2^20 elements
-# (a ~2 ms serial Adam step), where such a stall costs at most about one step.
-cdef Py_ssize_t _PARALLEL_MIN = 1048576
-
-
 def _set_parallel_min(Py_ssize_t n):
-    """Change the threading threshold (tests and benchmarks only); returns the old value."""
-    global _PARALLEL_MIN
-    old = _PARALLEL_MIN
-    _PARALLEL_MIN = max(n, 1)
-    return old
+    """Change the threading threshold (tests and benchmarks only); returns the old value.
+    The threshold is the thread policy's WORK_OPTIM one (nnc/_threads.py has its measurement)."""
+    from nnc._kernels import _parallel
+    return int(_parallel.set_threshold("optim", max(n, 1)))
 
 # Field names of OptimConfig, in order (``optimizer_step`` takes a dict with exactly these keys).
 CONFIG_FIELDS = ("kind", "lr", "momentum", "beta2", "eps", "nesterov", "alpha", "decay",
@@ -170,37 +164,69 @@ cdef inline void _step_chunk(int kind, floating* p, const floating* g, floating*
         _adam_chunk(p, g, s1, s2, lo, hi, n_decay, lr, a, one_m_a, b2, one_m_b2, eps, decay)
 
 
+cdef struct StepJob:
+    int kind
+    bint dbl
+    bint nesterov
+    void* p
+    const void* g
+    void* s1
+    void* s2
+    Py_ssize_t lo, hi, n_decay
+    double lr, a, one_m_a, b2, one_m_b2, eps, decay
+
+
+cdef void _step_rows(StepJob* j, floating tag) noexcept nogil:
+    """Elements [j.lo, j.hi) of one step (`tag` only selects the floating type); the scalars
+    are cast once to the kernel's type, as in a serial step."""
+    _step_chunk(j.kind, <floating*>j.p, <const floating*>j.g, <floating*>j.s1,
+                <floating*>j.s2, j.lo, j.hi, j.n_decay, <floating>j.lr, <floating>j.a,
+                <floating>j.one_m_a, <floating>j.b2, <floating>j.one_m_b2, <floating>j.eps,
+                <floating>j.decay, j.nesterov)
+
+
+cdef void _step_job(void* p) noexcept nogil:
+    cdef StepJob* j = <StepJob*>p
+    if j.dbl:
+        _step_rows(j, <double>0)
+    else:
+        _step_rows(j, <float>0)
+
+
 cdef void _optimizer_step(OptimConfig* cfg, floating* p, const floating* g, floating* s1,
                           floating* s2, Py_ssize_t n) noexcept nogil:
     """One fused step of cfg.kind over p[0:n] (see the module docstring); cfg.t += 1."""
     cdef double lr = cfg.lr
     cdef Py_ssize_t n_decay = min(max(cfg.n_decay, 0), n)
-    cdef Py_ssize_t c, n_chunks, chunk
-    cdef int nt = cfg.n_threads
-    cdef floating lr_f, a_f, one_m_a, b2_f, one_m_b2, eps_f, decay_f
-    cdef bint nesterov = cfg.nesterov != 0
+    cdef StepJob jobs[MAX_JOBS]
+    cdef int nt, t
     cfg.t += 1                           # steps taken, for every kind; only Adam reads it
     if cfg.kind == OPT_ADAM:
         lr = cfg.lr * sqrt(1.0 - pow(cfg.beta2, <double>cfg.t)) / (1.0 - pow(cfg.momentum,
                                                                           <double>cfg.t))
-    lr_f = <floating>lr
-    a_f = <floating>cfg.momentum
-    one_m_a = <floating>(1.0 - cfg.momentum)
-    b2_f = <floating>cfg.beta2
-    one_m_b2 = <floating>(1.0 - cfg.beta2)
-    eps_f = <floating>cfg.eps
-    decay_f = <floating>cfg.decay
     if n <= 0:
         return
-    if nt > 1 and n >= _PARALLEL_MIN:
-        n_chunks = nt
-        chunk = (n + n_chunks - 1) // n_chunks
-        for c in prange(n_chunks, nogil=True, schedule="static", num_threads=nt):
-            _step_chunk(cfg.kind, p, g, s1, s2, c * chunk, min((c + 1) * chunk, n), n_decay,
-                        lr_f, a_f, one_m_a, b2_f, one_m_b2, eps_f, decay_f, nesterov)
-    else:
-        _step_chunk(cfg.kind, p, g, s1, s2, 0, n, n_decay, lr_f, a_f, one_m_a, b2_f, one_m_b2,
-                    eps_f, decay_f, nesterov)
+    nt = _par_begin(cfg.n_threads, WORK_OPTIM, <double>n)
+    for t in range(nt):
+        jobs[t].kind = cfg.kind
+        jobs[t].dbl = floating is double
+        jobs[t].nesterov = cfg.nesterov != 0
+        jobs[t].p = p
+        jobs[t].g = g
+        jobs[t].s1 = s1
+        jobs[t].s2 = s2
+        jobs[t].lo = _chunk_lo(n, nt, t)
+        jobs[t].hi = _chunk_lo(n, nt, t + 1)
+        jobs[t].n_decay = n_decay
+        jobs[t].lr = lr
+        jobs[t].a = cfg.momentum
+        jobs[t].one_m_a = 1.0 - cfg.momentum
+        jobs[t].b2 = cfg.beta2
+        jobs[t].one_m_b2 = 1.0 - cfg.beta2
+        jobs[t].eps = cfg.eps
+        jobs[t].decay = cfg.decay
+    _par_run(nt, _step_job, jobs, sizeof(StepJob))
+    _par_end(nt)
 
 
 cdef double _clip_grad_norm(floating* g, Py_ssize_t n, double max_norm) noexcept nogil:

@@ -2,8 +2,8 @@
 
 Dimensions: N samples, C channels, H, W input height / width, KH, KW window, SH, SW strides,
 OH = (H - KH) // SH + 1, OW = (W - KW) // SW + 1.  A "plane" is one (n, c) pair: the loops run
-prange over the N C planes (static schedule, each plane independent) once a pass touches 32K
-elements, serially below that.  Measured (float32, 1 thread, 64x8x26x26, 2x2): max forward
+in parallel over the N C planes (static shares, each plane independent) with the thread count
+the thread policy gives for the pass's size (WORK_POOL, see nnc/_threads.py; serial below it).  Measured (float32, 1 thread, 64x8x26x26, 2x2): max forward
 103 µs (a branchy scalar scan took 1.3 ms; PyTorch 2.13 takes ~1.9 ms), backward 75 µs.
 
 Buffers (C-contiguous, caller supplied):
@@ -16,19 +16,21 @@ Buffers (C-contiguous, caller supplied):
   avgpool2d_backward  writes dX_out: zeroed, then dY / (KH KW) spread over each window.
 """
 from libc.string cimport memset
-from cython.parallel cimport prange
 
 from nnc._kernels._blas cimport floating
+from nnc._kernels._parallel cimport (_par_begin, _par_end, _par_run, _chunk_lo, MAX_JOBS,
+                                     WORK_POOL)
 from nnc._kernels._sizes cimport _checked_mul
-
-# element count below which a pass runs on one thread (waking a second thread costs more on a
-# busy 2-core machine: the gradient check of a 3x1x9x7 layer ran 10x slower with two)
-cdef Py_ssize_t _PAR_MIN = 1 << 15
 
 
 cdef inline int _threads_for(int n_threads, Py_ssize_t n_items, Py_ssize_t work) noexcept nogil:
-    """n_threads for a pass over n_items independent planes touching `work` elements, else 1."""
-    return n_threads if n_items > 1 and work >= _PAR_MIN else 1
+    """Threads for a pass over n_items independent planes reading `work` elements: the thread
+    policy's answer for WORK_POOL (1 below its threshold; see nnc/_threads.py), at most one per
+    plane.  Pass the result to _par_end when the pass is done."""
+    if n_items < 2:
+        return 1
+    return _par_begin(n_threads if n_threads < n_items else <int>n_items, WORK_POOL,
+                      <double>work)
 
 
 cdef inline Py_ssize_t _takes(floating v, floating best) noexcept nogil:
@@ -102,18 +104,91 @@ cdef void _maxpool2x2_plane(const floating* X, floating* Y, int* arg, Py_ssize_t
             s += n
 
 
+# ---------------------------------------------------------------- passes over planes as jobs
+# Each pass runs as up to MAX_JOBS jobs, each a static share of the N C planes, through the
+# thread policy's _par_run (1 job below the policy's WORK_POOL threshold).  Planes are
+# independent, so any split gives the same bytes.
+
+cdef enum:
+    OP_MAX_FWD = 0
+    OP_MAX_BWD = 1
+    OP_AVG_FWD = 2
+    OP_AVG_BWD = 3
+
+
+cdef struct PlaneJob:
+    int op
+    bint dbl
+    const void* src         # X (forward) or dY (backward)
+    const int* arg_in       # max backward: the argmax indices
+    void* dst               # Y (forward) or dX (backward)
+    int* arg_out            # max forward: the argmax indices
+    Py_ssize_t lo, hi       # planes [lo, hi)
+    Py_ssize_t H, W, KH, KW, SH, SW, OH, OW
+
+
+cdef void _plane_rows(PlaneJob* j, floating tag) noexcept nogil:
+    """Planes [j.lo, j.hi) of pass j.op (`tag` only selects the floating type)."""
+    cdef const floating* src = <const floating*>j.src
+    cdef floating* dst = <floating*>j.dst
+    cdef Py_ssize_t i, HW = j.H * j.W, P = j.OH * j.OW
+    for i in range(j.lo, j.hi):
+        if j.op == OP_MAX_FWD:
+            _maxpool_one(src, dst, j.arg_out, i, j.H, j.W, j.KH, j.KW, j.SH, j.SW, j.OH, j.OW)
+        elif j.op == OP_MAX_BWD:
+            _maxpool_back_plane(src + i * P, j.arg_in + i * P, dst + i * HW, HW, P)
+        elif j.op == OP_AVG_FWD:
+            _avgpool_plane(src + i * HW, dst + i * P, j.W, j.KH, j.KW, j.SH, j.SW, j.OH, j.OW)
+        else:
+            _avgpool_back_plane(src + i * P, dst + i * HW, j.H, j.W, j.KH, j.KW, j.SH, j.SW,
+                                j.OH, j.OW)
+
+
+cdef void _plane_job(void* p) noexcept nogil:
+    cdef PlaneJob* j = <PlaneJob*>p
+    if j.dbl:
+        _plane_rows(j, <double>0)
+    else:
+        _plane_rows(j, <float>0)
+
+
+cdef void _per_plane(int op, const floating* src, const int* arg_in, floating* dst, int* arg_out,
+                     Py_ssize_t NC, Py_ssize_t H, Py_ssize_t W, Py_ssize_t KH, Py_ssize_t KW,
+                     Py_ssize_t SH, Py_ssize_t SW, Py_ssize_t OH, Py_ssize_t OW,
+                     int n_threads) noexcept nogil:
+    """Pass `op` over NC planes of H W inputs, split into as many jobs as the thread policy
+    gives for the NC H W elements it reads."""
+    cdef PlaneJob jobs[MAX_JOBS]
+    cdef int nt, t
+    if NC <= 0:
+        return
+    nt = _threads_for(n_threads, NC, NC * H * W)
+    for t in range(nt):
+        jobs[t].op = op
+        jobs[t].dbl = floating is double
+        jobs[t].src = src
+        jobs[t].arg_in = arg_in
+        jobs[t].dst = dst
+        jobs[t].arg_out = arg_out
+        jobs[t].lo = _chunk_lo(NC, nt, t)
+        jobs[t].hi = _chunk_lo(NC, nt, t + 1)
+        jobs[t].H = H
+        jobs[t].W = W
+        jobs[t].KH = KH
+        jobs[t].KW = KW
+        jobs[t].SH = SH
+        jobs[t].SW = SW
+        jobs[t].OH = OH
+        jobs[t].OW = OW
+    _par_run(nt, _plane_job, jobs, sizeof(PlaneJob))
+    _par_end(nt)
+
+
 cdef void _maxpool2d_forward(const floating* X, floating* Y, int* arg, Py_ssize_t NC,
                              Py_ssize_t H, Py_ssize_t W, Py_ssize_t KH, Py_ssize_t KW,
                              Py_ssize_t SH, Py_ssize_t SW, Py_ssize_t OH, Py_ssize_t OW,
                              int n_threads) noexcept nogil:
-    cdef Py_ssize_t i
-    n_threads = _threads_for(n_threads, NC, NC * H * W)
-    if n_threads > 1:
-        for i in prange(NC, schedule="static", num_threads=n_threads):
-            _maxpool_one(X, Y, arg, i, H, W, KH, KW, SH, SW, OH, OW)
-    else:
-        for i in range(NC):
-            _maxpool_one(X, Y, arg, i, H, W, KH, KW, SH, SW, OH, OW)
+    _per_plane(OP_MAX_FWD, X, NULL, Y, arg, NC, H, W, KH, KW, SH, SW, OH, OW, n_threads)
 
 
 cdef inline void _maxpool_one(const floating* X, floating* Y, int* arg, Py_ssize_t i,
@@ -131,14 +206,8 @@ cdef inline void _maxpool_one(const floating* X, floating* Y, int* arg, Py_ssize
 cdef void _maxpool2d_backward(const floating* dY, const int* arg, floating* dX, Py_ssize_t NC,
                               Py_ssize_t HW, Py_ssize_t P, int n_threads) noexcept nogil:
     """dX = 0; dX[plane, arg[plane, p]] += dY[plane, p]  (arg values checked by the caller)."""
-    cdef Py_ssize_t i
-    n_threads = _threads_for(n_threads, NC, NC * HW)
-    if n_threads > 1:
-        for i in prange(NC, schedule="static", num_threads=n_threads):
-            _maxpool_back_plane(dY + i * P, arg + i * P, dX + i * HW, HW, P)
-    else:
-        for i in range(NC):
-            _maxpool_back_plane(dY + i * P, arg + i * P, dX + i * HW, HW, P)
+    # planes of HW inputs and P outputs: (H, W) = (HW, 1) and (OH, OW) = (P, 1) carry the sizes
+    _per_plane(OP_MAX_BWD, dY, arg, dX, NULL, NC, HW, 1, 1, 1, 1, 1, P, 1, n_threads)
 
 
 cdef inline void _maxpool_back_plane(const floating* dY, const int* arg, floating* dX,
@@ -154,14 +223,7 @@ cdef void _avgpool2d_forward(const floating* X, floating* Y, Py_ssize_t NC, Py_s
                              Py_ssize_t SW, Py_ssize_t OH, Py_ssize_t OW,
                              int n_threads) noexcept nogil:
     """Y[plane, oh, ow] = mean of the window."""
-    cdef Py_ssize_t i
-    n_threads = _threads_for(n_threads, NC, NC * H * W)
-    if n_threads > 1:
-        for i in prange(NC, schedule="static", num_threads=n_threads):
-            _avgpool_plane(X + i * H * W, Y + i * OH * OW, W, KH, KW, SH, SW, OH, OW)
-    else:
-        for i in range(NC):
-            _avgpool_plane(X + i * H * W, Y + i * OH * OW, W, KH, KW, SH, SW, OH, OW)
+    _per_plane(OP_AVG_FWD, X, NULL, Y, NULL, NC, H, W, KH, KW, SH, SW, OH, OW, n_threads)
 
 
 cdef inline void _avgpool_plane(const floating* X, floating* Y, Py_ssize_t W, Py_ssize_t KH,
@@ -192,14 +254,7 @@ cdef void _avgpool2d_backward(const floating* dY, floating* dX, Py_ssize_t NC, P
                               Py_ssize_t SW, Py_ssize_t OH, Py_ssize_t OW,
                               int n_threads) noexcept nogil:
     """dX = 0; dX[window(oh, ow)] += dY[oh, ow] / (KH KW)."""
-    cdef Py_ssize_t i
-    n_threads = _threads_for(n_threads, NC, NC * H * W)
-    if n_threads > 1:
-        for i in prange(NC, schedule="static", num_threads=n_threads):
-            _avgpool_back_plane(dY + i * OH * OW, dX + i * H * W, H, W, KH, KW, SH, SW, OH, OW)
-    else:
-        for i in range(NC):
-            _avgpool_back_plane(dY + i * OH * OW, dX + i * H * W, H, W, KH, KW, SH, SW, OH, OW)
+    _per_plane(OP_AVG_BWD, dY, NULL, dX, NULL, NC, H, W, KH, KW, SH, SW, OH, OW, n_threads)
 
 
 cdef inline void _avgpool_back_plane(const floating* dY, floating* dX, Py_ssize_t H, Py_ssize_t W,

@@ -14,7 +14,7 @@ import numpy as np
 
 from nnc.layers._base import Layer, ParamSpec, _as_pair, _check_positive_int
 from nnc._kernels import _conv
-from nnc._kernels._openmp_helpers import omp_max_threads
+from nnc._threads import n_threads
 from nnc._validation import channels_last_hint
 
 
@@ -115,7 +115,7 @@ class Conv2D(Layer):
         X4 = X.reshape((n,) + self._in3)
         Y4 = self._ws_out[:n]
         _conv.conv2d_forward(X4, self._W4, self.params[1], self._ws_cols, self._ws_tmp, Y4,
-                             self._SH, self._SW, self._PH, self._PW, omp_max_threads())
+                             self._SH, self._SW, self._PH, self._PW, n_threads())
         self._cache_X = X4
         self._cache_cols_ready = n <= self._chunk
         return Y4.reshape((n,) + self.output_shape)
@@ -129,7 +129,7 @@ class Conv2D(Layer):
         dX4 = self._ws_dX[:n] if need_dX else None
         _conv.conv2d_backward(X4, self._W4, dY.reshape((n,) + self._out3), self._ws_cols,
                               self._ws_tmp, self._dW4, self.grads[1], dX4, self._SH, self._SW,
-                              self._PH, self._PW, self._cache_cols_ready, omp_max_threads())
+                              self._PH, self._PW, self._cache_cols_ready, n_threads())
         if need_dX:
             self._cache_cols_ready = False  # the columns now hold d(cols)
             return dX4.reshape((n,) + self.input_shape)

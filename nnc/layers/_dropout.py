@@ -18,7 +18,7 @@ import numpy as np
 
 from nnc.layers._base import Layer
 from nnc._kernels import _dropout
-from nnc._kernels._openmp_helpers import omp_max_threads
+from nnc._threads import n_threads
 
 
 class Dropout(Layer):
@@ -78,7 +78,7 @@ class Dropout(Layer):
         self._rng.random(out=mask, dtype=self.dtype)
         Y = X if self.inplace else self._ws_out[:size].reshape(X.shape)
         _dropout.dropout_forward(X.reshape(-1), mask, self.rate, mask, Y.reshape(-1),
-                                 omp_max_threads())
+                                 n_threads())
         self._cache_identity = False
         self._cache_n = n
         return Y
@@ -92,7 +92,7 @@ class Dropout(Layer):
             raise ValueError(f"Dropout.backward: dY has {dY.shape[0]} samples, the last forward "
                              f"had {self._cache_n}")
         flat = dY.reshape(-1)
-        _dropout.dropout_backward(flat, self._ws_mask[:flat.size], flat, omp_max_threads())
+        _dropout.dropout_backward(flat, self._ws_mask[:flat.size], flat, n_threads())
         return dY
 
     def get_config(self):

@@ -8,7 +8,7 @@ import numpy as np
 
 from nnc.layers._base import Layer, _as_pair
 from nnc._kernels import _pool
-from nnc._kernels._openmp_helpers import omp_max_threads
+from nnc._threads import n_threads
 from nnc._validation import channels_last_hint
 
 
@@ -66,7 +66,7 @@ class MaxPool2D(_Pool2D):
         n = X.shape[0]
         Y = self._ws_out[:n]
         _pool.maxpool2d_forward(X, Y, self._ws_argmax[:n], *self.pool_size, *self.stride,
-                                omp_max_threads())
+                                n_threads())
         return Y
 
     def _backward(self, dY, need_dX):
@@ -74,7 +74,7 @@ class MaxPool2D(_Pool2D):
             return None
         n = dY.shape[0]
         dX = self._ws_dX[:n]
-        _pool.maxpool2d_backward(dY, self._ws_argmax[:n], dX, omp_max_threads())
+        _pool.maxpool2d_backward(dY, self._ws_argmax[:n], dX, n_threads())
         return dX
 
 
@@ -91,7 +91,7 @@ class AvgPool2D(_Pool2D):
     def _forward(self, X, training):
         n = X.shape[0]
         Y = self._ws_out[:n]
-        _pool.avgpool2d_forward(X, Y, *self.pool_size, *self.stride, omp_max_threads())
+        _pool.avgpool2d_forward(X, Y, *self.pool_size, *self.stride, n_threads())
         return Y
 
     def _backward(self, dY, need_dX):
@@ -99,5 +99,5 @@ class AvgPool2D(_Pool2D):
             return None
         n = dY.shape[0]
         dX = self._ws_dX[:n]
-        _pool.avgpool2d_backward(dY, dX, *self.pool_size, *self.stride, omp_max_threads())
+        _pool.avgpool2d_backward(dY, dX, *self.pool_size, *self.stride, n_threads())
         return dX

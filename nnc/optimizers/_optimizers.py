@@ -21,7 +21,7 @@ import numbers
 import numpy as np
 
 from nnc._kernels import _optim as _k
-from nnc._kernels._openmp_helpers import omp_max_threads
+from nnc._threads import n_threads
 
 __all__ = ["Optimizer", "SGD", "AdaGrad", "RMSprop", "Adam", "get_optimizer"]
 
@@ -156,7 +156,7 @@ class Optimizer:
                 "momentum": float(self._a()), "beta2": float(self._b2()),
                 "eps": float(self._eps()), "nesterov": int(self._nesterov()),
                 "alpha": self.alpha, "decay": self.alpha / float(n_samples),
-                "n_decay": int(n_decay), "t": int(self.t), "n_threads": omp_max_threads()}
+                "n_decay": int(n_decay), "t": int(self.t), "n_threads": n_threads()}
 
     def _kernel_sync(self, t):
         """Store the step count a compiled loop ran up to (``cfg.t``)."""

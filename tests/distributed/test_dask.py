@@ -124,11 +124,8 @@ def _worker_threads():
                               if p["user_api"] == "blas"})
     except ImportError:
         out["blas"] = None
-    try:
-        from nnc import _threads
-        out["budget"] = int(_threads.budget())
-    except ImportError:           # before nnc's thread policy (nnc/_threads.py)
-        out["budget"] = None
+    from nnc import _threads
+    out["budget"] = int(_threads.budget())
     return out
 
 
@@ -139,4 +136,4 @@ def test_workers_run_one_thread_each(client):
         assert threads["env"] == {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}, worker
         assert threads["omp"] == 1, (worker, threads)
         assert threads["blas"] in (None, [1]), (worker, threads)
-        assert threads["budget"] in (None, 1), (worker, threads)
+        assert threads["budget"] == 1, (worker, threads)     # nnc's policy sees the cap

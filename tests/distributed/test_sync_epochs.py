@@ -24,11 +24,13 @@ TOL = {np.float32: dict(rtol=2e-5, atol=1e-6), np.float64: dict(rtol=1e-12, atol
 
 
 class FakeComm:
-    """One rank: the allreduce runs `func(buffer)` (default: nothing, the identity SUM)."""
+    """One rank: the allreduce runs `func(buffer)` (default: nothing, the identity SUM); `size`
+    the ranks it pretends to reduce over (a `func` adding another rank's slots: 2)."""
 
-    def __init__(self, func=None):
+    def __init__(self, func=None, size=1):
         self.func = func or (lambda a: None)
         self.calls = 0
+        self.size = size
 
     def allreduce_grads(self, buf):
         self.calls += 1
@@ -94,7 +96,7 @@ def test_one_rank_synced_epoch_equals_the_plain_epoch(dtype, conv, make_opt, wei
 def _run_synced(func, conv=False, steps_plan=None):
     net, X, y, _ = _problem(np.float64, conv)
     opt = Adam(1e-2)
-    comm = FakeComm(func)
+    comm = FakeComm(func, size=2)
     plan = _plan(X.shape[0], 8, None) if steps_plan is None else steps_plan
     before = net.params.copy()
     return net, opt, comm, before, lambda: net.train_epoch(
@@ -126,9 +128,11 @@ def test_a_non_finite_global_loss_stops_before_the_update(conv):
         if calls[0] == 2:
             buf[P] = np.inf
     net, opt, comm, before, run = _run_synced(func, conv)
-    with pytest.raises(FloatingPointError, match="step 1"):
+    with pytest.raises(FloatingPointError, match="step 1") as info:
         run()
     assert opt.t == 1                                    # the first step only
+    # the estimators' diverging-fit rule reads these (the same global numbers on every rank)
+    assert info.value.n_samples == 8 and info.value.loss == np.inf
 
 
 @pytest.mark.parametrize("conv", [False, True], ids=["compiled", "python"])
@@ -218,17 +222,120 @@ def test_distributed_without_mpi4py_says_what_to_install(monkeypatch):
     assert _distributed.current() is None
 
 
-def test_thread_limit_without_threadpoolctl_warns(monkeypatch):
-    """Before nnc's own thread setting and without threadpoolctl, a per-rank limit below the
-    CPU count cannot be applied: say so instead of silently oversubscribing."""
-    import nnc._config
-    monkeypatch.delattr(nnc._config, "config_context", raising=False)
+def test_thread_limit_is_nncs_own_setting(monkeypatch):
+    """The per-rank limit is nnc's n_threads setting for the block (kernels and nnc's BLAS
+    products), needing no threadpoolctl; restored afterwards."""
+    from nnc import _threads
+    monkeypatch.setitem(sys.modules, "threadpoolctl", None)
+    monkeypatch.setattr(_distributed, "_usable_cpus", lambda: 4)
+    before = nnc.get_config()["n_threads"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with _distributed._thread_limit(1):
+            assert nnc.get_config()["n_threads"] == 1
+            assert _threads.budget() == 1
+    assert nnc.get_config()["n_threads"] == before
+
+
+def test_thread_limit_without_blas_control_or_threadpoolctl_warns(monkeypatch):
+    """A BLAS without a thread API nnc can set (MKL, Accelerate ...) and no threadpoolctl: the
+    limit reaches nnc's kernels only; say how to launch instead of silently oversubscribing."""
+    from nnc import _threads
+    monkeypatch.setattr(_threads, "_BLAS_API", None)
     monkeypatch.setitem(sys.modules, "threadpoolctl", None)
     monkeypatch.setattr(_distributed, "_usable_cpus", lambda: 4)
     with pytest.warns(RuntimeWarning, match="OMP_NUM_THREADS=2"):
         with _distributed._thread_limit(2):
-            pass
+            assert nnc.get_config()["n_threads"] == 2
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         with _distributed._thread_limit(4):          # no limit needed: no warning
             pass
+
+
+# ---------------------------------------------------------------------- batch hooks (callbacks)
+
+class _Hooks:
+    """on_batch of the Python loop: records begin / end(n_done); end returns True at `stop_at`
+    (0-based batch index)."""
+
+    def __init__(self, stop_at=None):
+        self.stop_at = stop_at
+        self.events = []
+        self.n_done = None
+
+    def begin(self):
+        self.events.append("begin")
+
+    def end(self, n_done):
+        self.events.append(n_done)
+        if self.events.count("begin") - 1 == self.stop_at:
+            self.n_done = int(n_done)
+            return True
+        return False
+
+
+def test_synced_python_epoch_runs_the_batch_hooks_every_step():
+    """One task per step on every rank, also for the empty batches of a short shard; n_done is
+    the global count of samples done."""
+    net, X, y, _ = _problem(np.float64, conv=True)
+    hooks = _Hooks()
+    plan = np.r_[_plan(X.shape[0], 8, None), 5.0, 5.0]      # one more step on another rank
+    comm = FakeComm(size=2)
+    net.train_epoch(X, y, SGD(0.1), 8, None, None, on_batch=hooks,
+                    sync=_distributed.EpochSync(comm, plan, X.shape[0] + 5))
+    ends = [e for e in hooks.events if e != "begin"]
+    assert hooks.events[0::2] == ["begin"] * 8 and len(ends) == 8 == comm.calls
+    assert ends == [8, 16, 24, 32, 40, 48, 53, 58]
+    assert hooks.n_done is None
+
+
+def test_a_batch_hook_stop_travels_in_the_steps_allreduce_and_matches_one_process():
+    """This rank's hook asks to stop after batch 2: the request rides in that step's allreduce
+    (no extra collective), the step is applied and the epoch ends there -- as the plain loop
+    ends after the batch whose hook asked."""
+    net_a, X, y, _ = _problem(np.float64, conv=True)
+    net_b, _, _, _ = _problem(np.float64, conv=True)
+    opt_a, opt_b = SGD(0.05, momentum=0.9), SGD(0.05, momentum=0.9)
+    hooks_a, hooks_b = _Hooks(stop_at=2), _Hooks(stop_at=2)
+    loss_a = net_a.train_epoch(X, y, opt_a, 8, None, None, on_batch=hooks_a)
+    slots = []
+    P = net_b.n_params
+    comm = FakeComm(lambda buf: slots.append(float(buf[P + 1])), size=2)
+    loss_b = net_b.train_epoch(X, y, opt_b, 8, None, None, on_batch=hooks_b,
+                               sync=_distributed.EpochSync(comm, _plan(X.shape[0], 8, None),
+                                                           X.shape[0]))
+    assert slots == [0.0, 0.0, 3.0]          # the stop flag (size + 1) in step 2's allreduce
+    assert comm.calls == 3 and opt_a.t == opt_b.t == 3
+    assert hooks_a.n_done == hooks_b.n_done == 24
+    np.testing.assert_allclose(loss_b, loss_a, rtol=1e-12)
+    np.testing.assert_allclose(net_b.params, net_a.params, rtol=1e-12, atol=1e-15)
+
+
+def test_another_ranks_batch_stop_ends_this_ranks_epoch_at_the_same_step():
+    P = _problem(np.float64, conv=True)[0].n_params
+    calls = [0]
+
+    def func(buf):                 # another rank's hook asked to stop in step 4
+        calls[0] += 1
+        if calls[0] == 4:
+            buf[P + 1] += 3        # (size + 1) * one rank
+    net, opt, comm, _, _ = _run_synced(func, conv=True)
+    _, X, y, _ = _problem(np.float64, conv=True)
+    hooks = _Hooks()
+    loss = net.train_epoch(X, y, opt, 8, None, None, on_batch=hooks,
+                           sync=_distributed.EpochSync(comm, _plan(X.shape[0], 8, None),
+                                                       X.shape[0]))
+    assert opt.t == 4 and comm.calls == 4 and hooks.n_done == 32     # no hook here asked
+    assert np.isfinite(loss)
+
+
+def test_ctrl_c_wins_over_a_batch_stop_in_the_same_step():
+    P = _problem(np.float64, conv=True)[0].n_params
+
+    def func(buf):
+        buf[P + 1] += 1 + 3        # one rank's Ctrl-C and another's stop request
+    net, opt, comm, _, run = _run_synced(func, conv=True)
+    with pytest.raises(EpochInterrupted) as info:
+        run()
+    assert info.value.n_samples == 8 and opt.t == 1

@@ -40,6 +40,14 @@ OPTIMIZERS = {
 LOSSES = ["softmax_cross_entropy", "binary_cross_entropy", "mse", "poisson"]
 
 
+@pytest.fixture(autouse=True)
+def _restore_config():
+    """Tests switch the compiled paths with nnc.set_config(fast_path=...); restore it after."""
+    saved = nnc.get_config()
+    yield
+    nnc.set_config(**saved)
+
+
 def _data(loss, n, F, K, rng):
     X = rng.standard_normal((n, F))
     if loss == "softmax_cross_entropy":
@@ -61,7 +69,7 @@ def _net(arch, loss, K, F, dtype, seed=0):
 def _run(monkeypatch, fast, arch, loss, opt_name, dtype, *, n=53, F=5, K=3, batch_size=8,
          shuffle=True, weights=False, alpha=0.0, clip=None, epochs=2, loss_scale=1.0):
     """Train a fresh network; return (epoch losses, params, optimizer)."""
-    monkeypatch.setenv("NNC_DISABLE_FAST_PATH", "0" if fast else "1")
+    nnc.set_config(fast_path=fast)
     rng = np.random.RandomState(42)
     X, y = _data(loss, n, F, K, rng)
     sw = rng.uniform(0.1, 2.0, n) if weights else None
@@ -146,10 +154,10 @@ def test_optimizer_state_continues_across_paths(monkeypatch):
         net = _net("relu2", "softmax_cross_entropy", 3, 4, np.float64)
         opt = Adam(0.01)
         Xv, yv = net._check_X(X), net._check_y(y, 40)
-        monkeypatch.setenv("NNC_DISABLE_FAST_PATH", "0" if first_fast else "1")
+        nnc.set_config(fast_path=first_fast)
         net.train_epoch(Xv, yv, opt, 8)
         assert opt.t == 5
-        monkeypatch.setenv("NNC_DISABLE_FAST_PATH", "1")
+        nnc.set_config(fast_path=False)
         loss = net.train_epoch(Xv, yv, opt, 8)
         results.append((loss, net.params.copy(), opt.t))
     assert results[0][0] == results[1][0]
@@ -159,7 +167,7 @@ def test_optimizer_state_continues_across_paths(monkeypatch):
 
 @pytest.mark.parametrize("fast", [True, False])
 def test_non_finite_loss_stops_before_the_step(monkeypatch, fast):
-    monkeypatch.setenv("NNC_DISABLE_FAST_PATH", "0" if fast else "1")
+    nnc.set_config(fast_path=fast)
     rng = np.random.RandomState(0)
     X = rng.standard_normal((32, 4))
     X[20] = 1e300  # batch 2 (rows 16..23) overflows
@@ -174,7 +182,7 @@ def test_non_finite_loss_stops_before_the_step(monkeypatch, fast):
     # the two first batches were applied, the third was not: replay them by hand
     net2 = _net("linear", "mse", 2, 4, np.float64)
     np.testing.assert_array_equal(net2.params, before)
-    monkeypatch.setenv("NNC_DISABLE_FAST_PATH", "1")
+    nnc.set_config(fast_path=False)
     net2.train_epoch(Xv[:16], yv[:16], SGD(0.01), 8)
     np.testing.assert_array_equal(net.params, net2.params)
 
@@ -186,7 +194,7 @@ def test_non_finite_loss_same_state_both_paths(monkeypatch):
     y = rng.randint(0, 3, 30)
     out = []
     for fast in (True, False):
-        monkeypatch.setenv("NNC_DISABLE_FAST_PATH", "0" if fast else "1")
+        nnc.set_config(fast_path=fast)
         net = _net("relu2", "softmax_cross_entropy", 3, 4, np.float32)
         opt = Adam(0.01)
         with pytest.raises(FloatingPointError) as info:
@@ -200,7 +208,7 @@ def test_non_finite_loss_same_state_both_paths(monkeypatch):
 
 @pytest.mark.parametrize("fast", [True, False])
 def test_zero_weight_batch_raises(monkeypatch, fast):
-    monkeypatch.setenv("NNC_DISABLE_FAST_PATH", "0" if fast else "1")
+    nnc.set_config(fast_path=fast)
     rng = np.random.RandomState(0)
     X, y = _data("mse", 16, 3, 2, rng)
     sw = np.ones(16)
@@ -211,7 +219,7 @@ def test_zero_weight_batch_raises(monkeypatch, fast):
 
 
 def test_indices_are_validated(monkeypatch):
-    monkeypatch.setenv("NNC_DISABLE_FAST_PATH", "0")
+    nnc.set_config(fast_path=True)
     rng = np.random.RandomState(0)
     X, y = _data("softmax_cross_entropy", 20, 3, 2, rng)
     net = _net("relu2", "softmax_cross_entropy", 2, 3, np.float64)
@@ -237,14 +245,14 @@ def test_negative_indices_count_from_the_end(monkeypatch):
     idx_neg = idx - 12
     out = []
     for fast, ind in ((True, idx_neg), (False, idx_neg), (True, idx)):
-        monkeypatch.setenv("NNC_DISABLE_FAST_PATH", "0" if fast else "1")
+        nnc.set_config(fast_path=fast)
         net = _net("relu2", "mse", 2, 3, np.float64)
         out.append(net.train_epoch(net._check_X(X), net._check_y(y, 12), Adam(), 5, indices=ind))
     assert out[0] == out[1] == out[2]
 
 
 def test_unvalidated_arrays_are_rejected(monkeypatch):
-    monkeypatch.setenv("NNC_DISABLE_FAST_PATH", "0")
+    nnc.set_config(fast_path=True)
     rng = np.random.RandomState(0)
     X, y = _data("softmax_cross_entropy", 20, 3, 2, rng)
     net = _net("relu2", "softmax_cross_entropy", 2, 3, np.float32)
@@ -261,7 +269,7 @@ def test_unvalidated_arrays_are_rejected(monkeypatch):
 
 
 def test_select_rejects_unsupported(monkeypatch):
-    monkeypatch.setenv("NNC_DISABLE_FAST_PATH", "0")
+    nnc.set_config(fast_path=True)
     net = _net("relu2", "mse", 2, 3, np.float64)
     assert _mlp_fast.select(net, Adam()) is not None
     assert _mlp_fast.forward_fn(net) is not None
@@ -280,14 +288,14 @@ def test_select_rejects_unsupported(monkeypatch):
     assert _mlp_fast.forward_fn(net2) is None
     net.clip_grad_norm = -1.0
     assert _mlp_fast.select(net, Adam()) is None
-    monkeypatch.setenv("NNC_DISABLE_FAST_PATH", "1")
+    nnc.set_config(fast_path=False)
     net3 = _net("relu2", "mse", 2, 3, np.float64)
     assert _mlp_fast.select(net3, Adam()) is None
     assert _mlp_fast.forward_fn(net3) is None
 
 
 def test_select_rejects_dropout_and_unbuilt(monkeypatch):
-    monkeypatch.setenv("NNC_DISABLE_FAST_PATH", "0")
+    nnc.set_config(fast_path=True)
     layers = pytest.importorskip("nnc.layers")
     if not hasattr(layers, "Dropout"):
         pytest.skip("no Dropout layer")
@@ -309,7 +317,7 @@ def test_flatten_is_a_view_in_both_paths(monkeypatch, dtype, layers):
     y = rng.randint(0, 3, 29)
     out = []
     for fast in (True, False):
-        monkeypatch.setenv("NNC_DISABLE_FAST_PATH", "0" if fast else "1")
+        nnc.set_config(fast_path=fast)
         net = nnc.Sequential(layers(), loss="softmax_cross_entropy", input_shape=(2, 3),
                              dtype=dtype, random_state=0)
         opt = Adam(0.01)
@@ -331,9 +339,9 @@ def test_forward_fn_matches_layer_by_layer(monkeypatch, dtype, arch, n):
     rng = np.random.RandomState(0)
     net = _net(arch, "softmax_cross_entropy", 3, 4, dtype)
     X = rng.standard_normal((n, 4)).astype(dtype)
-    monkeypatch.setenv("NNC_DISABLE_FAST_PATH", "1")
+    nnc.set_config(fast_path=False)
     ref = net.forward(X)
-    monkeypatch.setenv("NNC_DISABLE_FAST_PATH", "0")
+    nnc.set_config(fast_path=True)
     fn = _mlp_fast.forward_fn(net)
     out = np.empty((n, 3), dtype=dtype)
     assert fn(X, out) is out
