@@ -11,9 +11,11 @@ rank of ``comm`` makes the same calls) the estimators train one model together:
   same everywhere).  An error on any rank, or a disagreement, raises the same ``ValueError`` on
   every rank (``DistributedError``), never a hang.  The initial weights are broadcast from rank 0;
   after the validation split a second small allgather exchanges the ranks' row counts and batch
-  sizes (an error of the split is agreed the same way).  Per epoch: a one-number allreduce at
-  the epoch boundary (did any rank see Ctrl-C?), with sample weights one allreduce of the steps'
-  weight sums, with early stopping one or two of the validation sums.
+  sizes (an error of the split is agreed the same way; with ``fit(X_val=, y_val=)`` one more
+  allgather checks every rank's validation shard).  Per epoch: a two-number allreduce at the
+  epoch boundary (did any rank see Ctrl-C, did any rank's callback ask to stop?), with sample
+  weights one allreduce of the steps' weight sums, with a validation set one or two of the
+  validation sums.
 * every step, each rank runs forward / loss / backward on its batch of ``batch_size`` rows (the
   batch size is per rank, as in Horovod and PyTorch DDP; a rank whose shard is exhausted
   contributes an empty batch), with the loss normalised by the step's GLOBAL sample-weight sum
@@ -26,10 +28,21 @@ rank of ``comm`` makes the same calls) the estimators train one model together:
   rank takes the same optimizer step.  The compiled dense epoch (nnc/_kernels/_mlp.pyx) calls
   MPI_Allreduce through a C function pointer (nnc/_kernels/_comm.pyx), without the GIL;
   convolutional and recurrent networks run the Python batch loop with mpi4py's Allreduce.
-* the epoch loss (``loss_curve_``), ``t_``, the validation score of early stopping (accuracy or
-  R^2 from sums over every rank's validation rows), the stopping decisions and L-BFGS's
-  full-batch loss and gradient are global, so every rank ends with the same model; a checksum
-  of the weights is compared at the end of every fit.  ``verbose`` prints on rank 0 only.
+* the epoch loss (``loss_curve_``), ``t_``, the validation score and loss (accuracy or R^2 and
+  the loss from sums over every rank's validation rows: the ``validation_fraction`` split of
+  each shard, or each rank's ``fit(X_val=, y_val=)`` shard), the stopping decisions and
+  L-BFGS's full-batch loss and gradient are global, so every rank ends with the same model; a
+  checksum of the weights is compared at the end of every fit.  ``verbose`` prints on rank 0
+  only.  A diverging fit (non-finite global loss) raises on every rank, or with
+  ``early_stopping`` keeps the best weights on every rank alike.
+* callbacks (``set_callbacks``) run on the ranks they are set on.  A stop any rank's callback
+  asks for stops every rank at the same point: an epoch-level stop (``on_fit_task_end`` of an
+  epoch, ``nnc.callbacks.EarlyStopping``) travels in the one allreduce at each epoch boundary
+  (with the Ctrl-C flag), a batch-level stop of the Python loop in the Ctrl-C slot of that
+  step's gradient allreduce (no extra collective), an L-BFGS iteration stop in one small
+  allreduce per iteration.  Callbacks that change the model (EarlyStopping restoring weights,
+  LearningRateScheduler) belong on every rank; printing and saving ones (ProgressLine,
+  ProgressBar, Checkpoint) on rank 0.
 
 Failures: an exception that is not raised on every rank alike (a bug, MemoryError, ...) makes
 that rank print its traceback and call MPI_Abort, so ``mpiexec`` ends every rank; a rank killed
@@ -272,8 +285,10 @@ class Communicator:
         digests = self.allgather(digest(net.params))
         if len(set(digests)) != 1:
             raise _collective(DistributedError(
-                "the ranks' weights differ after training (the MPI library's Allreduce gave "
-                "different sums on different ranks); rank 0's digest "
+                "the ranks' weights differ after training: a callback that changes the model "
+                "(nnc.callbacks.EarlyStopping restoring the best weights, LearningRateScheduler, "
+                "...) must be set on every rank, not on some; otherwise the MPI library's "
+                "Allreduce gave different sums on different ranks; rank 0's digest "
                 f"{digests[0]}, others {sorted(set(digests) - {digests[0]})}"))
 
     def epoch_plan(self, n_rows, batch_size, n_steps, sample_weight, order):
@@ -353,6 +368,8 @@ class EpochSync:
         self.plan = plan
         self.n_steps = plan.shape[0] // 2
         self.n_total = int(n_total)
+        #: global samples done when a batch callback on some rank ended the epoch early
+        self.n_done = None
 
     def hook(self, buf):
         """The compiled loop's allreduce, ready for the flat buffer `buf`."""

@@ -162,7 +162,8 @@ def _python_epoch_synced(net, X, y, optimizer, batch_size, sample_weight, indice
     before the rank's share of the step, ``end(n_done)`` after it and BEFORE the allreduce, so
     that a stop it asks for travels in that allreduce: the flag slot holds (ranks that saw
     Ctrl-C) + (size + 1) * (ranks whose hook asked to stop).  Then every rank applies the step
-    and ends the epoch there (``on_batch.n_done``: the global samples done), as one process
+    and ends the epoch there (``sync.n_done``: the global samples done; the ranks without
+    hooks have no ``on_batch``), as one process
     ends it after the batch whose hook asked.  Ctrl-C on any rank wins over a stop."""
     n = X.shape[0]
     alpha = float(getattr(optimizer, "alpha", 0.0))
@@ -227,6 +228,8 @@ def _python_epoch_synced(net, X, y, optimizer, batch_size, sample_weight, indice
             if flags % int(base):             # Ctrl-C on some rank
                 consume_sigint(guard)
                 raise EpochInterrupted(done, total / done)
-            on_batch.n_done = int(done)       # a hook on some rank ended the epoch here
+            sync.n_done = int(done)           # a hook on some rank ended the epoch here
+            if on_batch is not None:
+                on_batch.n_done = int(done)
             return total / done
     return total / sync.n_total

@@ -656,9 +656,13 @@ class BaseNeuralNet(SaveMixin, _InputValidation, CallbackSupport, BaseEstimator)
                     try:
                         loss = net.train_epoch(X, y, optimizer, batch_size, sw, order,
                                                loss_scale, batches, epoch_sync)
-                        n_done = n if sync is None else sync.n_total
-                        if batches is not None and batches.n_done is not None:
+                        if sync is not None:     # (n_done: a batch hook on some rank)
+                            n_done = epoch_sync.n_total if epoch_sync.n_done is None \
+                                else epoch_sync.n_done
+                        elif batches is not None and batches.n_done is not None:
                             n_done = batches.n_done      # a batch hook ended the epoch
+                        else:
+                            n_done = n
                     except EpochInterrupted as exc:   # at a batch boundary: count its batches
                         interrupted, loss, n_done = exc, exc.loss, exc.n_samples
                     except FloatingPointError as exc:

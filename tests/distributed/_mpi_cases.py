@@ -341,9 +341,148 @@ def case_self():
     report(results=out)
 
 
+# ---------------------------------------------------------------------- callbacks and validation
+
+class _StopAt(nnc.callbacks.Callback):
+    """Asks to stop at the end of one task: an epoch (`epoch`), a batch of an epoch (`epoch`,
+    `batch`) or an L-BFGS iteration (`lbfgs`); counts the tasks it saw end."""
+
+    def __init__(self, epoch=None, batch=None, lbfgs=None):
+        self.epoch, self.batch, self.lbfgs = epoch, batch, lbfgs
+        self.ends = {}
+
+    def on_fit_task_end(self, estimator, context, *, fitted_estimator=None):
+        name = context.task_name
+        self.ends[name] = self.ends.get(name, 0) + 1
+        if name == "epoch" and self.batch is None:
+            return context.task_id == self.epoch
+        if name == "batch":
+            return context.parent.task_id == self.epoch and context.task_id == self.batch
+        if name == "lbfgs-iter":
+            return context.task_id == self.lbfgs
+        return False
+
+
+def _val_problem(rng, N=120, F=5):
+    X = rng.randn(N, F)
+    y = (X[:, 0] - X[:, 1] > 0).astype(int) + (X[:, 2] > 1)
+    yr = X[:, 0] - 2 * X[:, 1] + 0.1 * rng.randn(N)
+    return X, y, yr
+
+
+def case_callbacks():
+    """Callbacks and validation sets under nnc.distributed (see test_mpi.py)."""
+    from nnc.callbacks import EarlyStopping
+    rng = np.random.RandomState(0)
+    B = 20
+    X, y, yr = _val_problem(rng)
+    Xv, yv, yrv = _val_problem(rng, N=41)
+    mine = interleave(X.shape[0], B, SIZE)[RANK]
+    vmine = slice(RANK, None, SIZE)          # uneven validation shards (21 / 20 rows)
+    out = {}
+
+    # 1. user-given validation sets: score and loss over every rank's rows equal one process
+    #    scoring the union (dense net: compiled loop; CNN-free regressor: compiled too)
+    def clf(b, **kw):
+        return nnc.NeuralNetClassifier([Dense(8), ReLU()], max_epochs=4, batch_size=b,
+                                       shuffle=False, random_state=0, dtype="float64", **kw)
+
+    def reg(b, **kw):
+        return nnc.NeuralNetRegressor([Dense(8), ReLU()], max_epochs=4, batch_size=b,
+                                      shuffle=False, random_state=0, dtype="float64", **kw)
+
+    sw_v = rng.rand(41) + 0.5
+    for name, make, yy, yyv, kw in (
+            ("clf_val", clf, y, yv, {}),
+            ("reg_val", reg, yr, yrv, {}),
+            ("clf_val_early", clf, y, yv, {"early_stopping": True, "n_iter_no_change": 2})):
+        with nnc.distributed():
+            dist = make(B // SIZE, **kw).fit(X[mine], yy[mine], X_val=Xv[vmine],
+                                             y_val=yyv[vmine], sample_weight_val=sw_v[vmine])
+        ref = make(B, **kw).fit(X, yy, X_val=np.r_[Xv[0::2], Xv[1::2]] if SIZE == 2 else Xv,
+                                y_val=np.r_[yyv[0::2], yyv[1::2]] if SIZE == 2 else yyv,
+                                sample_weight_val=(np.r_[sw_v[0::2], sw_v[1::2]] if SIZE == 2
+                                                   else sw_v))
+        out[name] = dict(compare(dist, ref), same_on_ranks=digest_equal(dist),
+                         scores=rel(ref.validation_scores_, dist.validation_scores_),
+                         val_loss=rel(ref.validation_loss_curve_, dist.validation_loss_curve_),
+                         n_scores=[len(ref.validation_scores_), len(dist.validation_scores_)])
+
+    # 2. a validation set on one rank only: the same clear error on every rank
+    try:
+        with nnc.distributed():
+            kw = {"X_val": Xv, "y_val": yv} if RANK == 0 else {}
+            clf(10).fit(X[mine], y[mine], **kw)
+        out["val_on_one_rank"] = None
+    except ValueError as exc:
+        out["val_on_one_rank"] = [type(exc).__name__, str(exc)]
+
+    # 3. an epoch-level stop asked by a callback on rank 1 only ends every rank's fit there
+    est = nnc.MLPClassifier((8,), max_iter=10, batch_size=10, random_state=0)
+    if RANK == SIZE - 1:
+        est.set_callbacks(_StopAt(epoch=2))
+    with nnc.distributed():
+        est.fit(X[mine], y[mine])
+    out["epoch_stop"] = dict(n_iter=est.n_iter_, t=est.t_, curve=len(est.loss_curve_),
+                             same_on_ranks=digest_equal(est))
+
+    # 4. a batch-level stop on rank 0 only (Python loop: a CNN): every rank ends that epoch after
+    #    the same step, and the fit equals one process whose callback stops the same batch
+    img = rng.randn(X.shape[0], 1, 5, 5)
+
+    def cnn(b):
+        return nnc.NeuralNetClassifier([Conv2D(2, 3), ReLU(), Flatten()], max_epochs=3,
+                                       batch_size=b, shuffle=False, random_state=1,
+                                       dtype="float64")
+    dist = cnn(B // SIZE)
+    stopper = _StopAt(epoch=1, batch=2)
+    if RANK == 0:
+        dist.set_callbacks(stopper)
+    with nnc.distributed():
+        dist.fit(img[mine], y[mine])
+    ref = cnn(B).set_callbacks(_StopAt(epoch=1, batch=2)).fit(img, y)
+    out["batch_stop"] = dict(compare(dist, ref), same_on_ranks=digest_equal(dist),
+                             batch_ends=stopper.ends.get("batch") if RANK == 0 else None)
+
+    # 5. nnc.callbacks.EarlyStopping (every rank) on the global validation loss: the same epoch
+    #    and restored weights everywhere, equal to one process
+    def es(b):
+        return nnc.NeuralNetClassifier([Dense(16), ReLU()], max_epochs=40, batch_size=b,
+                                       shuffle=False, learning_rate=0.05, random_state=0,
+                                       dtype="float64").set_callbacks(
+            EarlyStopping(monitor="val_loss", patience=2))
+    with nnc.distributed():
+        dist = es(B // SIZE).fit(X[mine], y[mine], X_val=Xv[vmine], y_val=yv[vmine])
+    ref = es(B).fit(X, y, X_val=np.r_[Xv[0::2], Xv[1::2]], y_val=np.r_[yv[0::2], yv[1::2]])
+    out["early_stopping_callback"] = dict(compare(dist, ref), same_on_ranks=digest_equal(dist))
+
+    # 6. an L-BFGS iteration stop asked on rank 1 only
+    est = nnc.MLPClassifier((8,), solver="lbfgs", max_iter=50, random_state=0)
+    if RANK == SIZE - 1:
+        est.set_callbacks(_StopAt(lbfgs=3))
+    with nnc.distributed():
+        est.fit(X[mine], y[mine])
+    out["lbfgs_stop"] = dict(n_iter=est.n_iter_, same_on_ranks=digest_equal(est))
+
+    # 7. a diverging fit with early_stopping: every rank keeps the best weights (scikit-learn's
+    #    rule), records NaN and warns alike
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with nnc.distributed():
+            est = nnc.MLPRegressor(hidden_layer_sizes=(8,), solver="sgd", momentum=0.0,
+                                   learning_rate_init=1e3, early_stopping=True, max_iter=20,
+                                   random_state=0).fit(X[mine], yr[mine] * 1e3)
+    out["diverging"] = dict(n_iter=est.n_iter_, last_score=repr(est.validation_scores_[-1]),
+                            finite=bool(np.isfinite(est.network_.params).all()),
+                            same_on_ranks=digest_equal(est),
+                            warned=any("training stopped" in str(w.message) for w in caught))
+    report(results=out)
+
+
 CASES = {"equal": case_equal, "uneven": case_uneven, "mismatch": case_mismatch,
          "die": case_failure, "kill": case_failure, "hang": case_failure,
-         "interrupt": case_interrupt, "stopping": case_stopping, "self": case_self}
+         "interrupt": case_interrupt, "stopping": case_stopping, "self": case_self,
+         "callbacks": case_callbacks}
 # several cases in one launch (comma-separated, run in order: one process start-up for all)
 for CASE in sys.argv[1].split(","):
     CASES[CASE]()

@@ -95,7 +95,7 @@ def _run_ok(cases, n=2):
 
 #: the cases that end normally share one launch (the start-up of two processes importing nnc,
 #: mpi4py and scikit-learn costs more than most cases); Ctrl-C last (it patches rank 1's epoch)
-BATCH = "equal,uneven,mismatch,stopping,self,interrupt"
+BATCH = "equal,uneven,mismatch,stopping,self,callbacks,interrupt"
 
 
 @pytest.fixture(scope="module")
@@ -183,6 +183,53 @@ def test_verbose_on_rank_0_early_stopping_and_lbfgs_agree(batch):
     assert all(a["same_on_ranks"])
     assert a["clf_score"] > 0.8 and a["reg_score"] > 0.5 and a["lbfgs_score"] > 0.9
 
+
+
+def test_validation_sets_are_scored_over_every_rank(batch):
+    """fit(X_val=, y_val=, sample_weight_val=) with each rank's validation shard: the validation
+    scores and loss curve equal one process scoring the union (classifier, regressor, early
+    stopping on the given set); a set on one rank only is the same error everywhere."""
+    results = batch["callbacks"]
+    r = results[0]["results"]
+    for name in ("clf_val", "reg_val", "clf_val_early", "val_on_one_rank"):
+        assert r[name] == results[1]["results"][name], name
+    for name in ("clf_val", "reg_val", "clf_val_early"):
+        m = r[name]
+        assert m["params"] <= REL and m["loss_curve"] <= REL and m["opt_state"] <= REL, (name, m)
+        assert m["scores"] <= REL and m["val_loss"] <= REL, (name, m)
+        assert m["n_scores"][0] == m["n_scores"][1] > 0 and m["same_on_ranks"], (name, m)
+    kind, message = r["val_on_one_rank"]
+    assert kind == "DistributedError" and "every rank must pass its own validation" in message
+
+
+def test_a_callback_stop_on_one_rank_stops_every_rank_together(batch):
+    results = batch["callbacks"]
+    r0, r1 = results[0]["results"], results[1]["results"]
+    # an epoch stop asked on the last rank only: both ranks end after epoch 3 (index 2)
+    assert r0["epoch_stop"] == r1["epoch_stop"]
+    assert r0["epoch_stop"]["n_iter"] == 3 == r0["epoch_stop"]["curve"]
+    assert r0["epoch_stop"]["same_on_ranks"]
+    # a batch stop asked on rank 0 only, in the Python loop: the same step everywhere, and the
+    # fit equals one process whose callback stops the same batch (the synced loop runs the
+    # batch hooks: 6 + 3 + 6 batch tasks on rank 0)
+    b = r0["batch_stop"]
+    assert b["params"] <= REL and b["loss_curve"] <= REL and b["opt_state"] <= REL, b
+    assert b["t"][0] == b["t"][1] and b["opt_t"][0] == b["opt_t"][1] == 15, b
+    assert b["same_on_ranks"] and b["batch_ends"] == 15
+    assert r1["batch_stop"]["t"] == b["t"]
+    # nnc.callbacks.EarlyStopping on the global validation loss: the one-process fit
+    e = r0["early_stopping_callback"]
+    assert e["params"] <= REL and e["n_iter"][0] == e["n_iter"][1] < 40 and e["same_on_ranks"]
+    # an L-BFGS stop asked on one rank only
+    assert r0["lbfgs_stop"] == r1["lbfgs_stop"] and r0["lbfgs_stop"]["n_iter"] == 4
+    assert r0["lbfgs_stop"]["same_on_ranks"]
+
+
+def test_a_diverging_fit_keeps_the_best_weights_on_every_rank(batch):
+    results = batch["callbacks"]
+    d0, d1 = results[0]["results"]["diverging"], results[1]["results"]["diverging"]
+    assert d0 == d1
+    assert d0["last_score"] == "nan" and d0["finite"] and d0["warned"] and d0["same_on_ranks"]
 
 def test_one_rank_equals_the_plain_fit(request):
     """No launcher needed: inside nnc.distributed(MPI.COMM_SELF) the data-parallel code path
