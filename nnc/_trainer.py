@@ -19,6 +19,8 @@ on the generic path only: ``on_batch.begin()`` before a batch and ``on_batch.end
 after it; ``end`` returning True ends the epoch there (the epoch loss is then the mean over the
 samples done, and ``on_batch.n_done`` says how many).  The compiled path never calls Python per
 batch, so ``compiled_epoch(net, optimizer)`` tells the estimators which path an epoch takes.
+Data-parallel epochs (``sync``, nnc/_distributed.py) run the hooks once per step on every rank
+and agree on a stop inside the step's gradient allreduce (``_python_epoch_synced``).
 """
 import numpy as np
 
