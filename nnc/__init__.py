@@ -1,6 +1,7 @@
 """nnc: neural networks with compiled Cython kernels and a scikit-learn face."""
 from nnc._version import __version__
 from nnc._config import show_config, set_config, get_config, config_context
+from nnc._distributed import distributed
 from nnc._network import Sequential
 from nnc._gradcheck import check_gradients
 from nnc import _threads  # noqa: F401  (sets up the thread policy: CPUs, the BLAS thread API)
@@ -10,7 +11,7 @@ from nnc._io import save, load   # model files sit above the estimators and the 
 from nnc import callbacks       # nnc.callbacks.EarlyStopping ... (they import no estimator)
 
 __all__ = ["__version__", "Sequential", "check_gradients", "save", "load", "show_config",
-           "set_config", "get_config", "config_context",
+           "set_config", "get_config", "config_context", "distributed",
            "MLPClassifier", "MLPRegressor", "NeuralNetClassifier", "NeuralNetRegressor",
            "to_onnx", "register_skl2onnx"]
 

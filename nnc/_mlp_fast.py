@@ -31,7 +31,8 @@ _ACTIVATION_CLASSES = (Identity, Sigmoid, Tanh, ReLU, LeakyReLU)
 #: predictions are computed this many rows at a time (as Sequential.forward does)
 _FORWARD_CHUNK = 4096
 #: slots of the compiled loop's result array
-_TOTAL, _T, _DONE = (_mlp.RESULT_SLOTS[k] for k in ("total", "t", "done"))
+_TOTAL, _T, _DONE, _LOSS, _START = (_mlp.RESULT_SLOTS[k]
+                                    for k in ("total", "t", "done", "loss", "start"))
 
 
 def enabled():
@@ -185,12 +186,15 @@ def _check_array(a, name, dtype, shape):
 
 
 def train_epoch(net, X, y, optimizer, batch_size, sample_weight=None, indices=None,
-                loss_scale=1.0, guard=None):
+                loss_scale=1.0, guard=None, sync=None):
     """One compiled epoch; same contract and result as ``nnc._trainer.run_epoch``.
 
     guard: nnc._interrupt's deferred-SIGINT guard (main thread), or None: with it the loop stops
     after the batch in progress on Ctrl-C and ``guard.deliver()`` runs there (EpochInterrupted
-    when it raises; training resumes at the next batch when it does not)."""
+    when it raises; training resumes at the next batch when it does not).
+    sync: a data-parallel epoch (``nnc._distributed.EpochSync``): every step ends with one
+    allreduce of ``net._grads_buf`` called from the compiled loop; Ctrl-C on any rank stops
+    every rank after the same step (EpochInterrupted; the handler runs but cannot resume)."""
     plan = _get_plan(net)
     if plan is None:
         raise ValueError("this network has no compiled training loop")
@@ -219,6 +223,9 @@ def train_epoch(net, X, y, optimizer, batch_size, sample_weight=None, indices=No
     bufs = _train_buffers(net, plan, B, Y is not None, dtype)
     s1, s2 = optimizer._kernel_state(net.params)
     result = bufs["result"]
+    if sync is not None:
+        return _train_epoch_synced(net, plan, X, Y, labels, sample_weight, indices, B, loss,
+                                   loss_scale, clip, bufs, s1, s2, optimizer, guard, sync)
     start = 0
     while True:
         config = optimizer._kernel_config(1.0, net.n_decay)
@@ -249,6 +256,40 @@ def train_epoch(net, X, y, optimizer, batch_size, sample_weight=None, indices=No
         raise ValueError(f"loss_gradient: sample_weight must have a positive finite sum, "
                          f"got {result[1]}")
     return float(result[0]) / n
+
+
+def _train_epoch_synced(net, plan, X, Y, labels, sample_weight, indices, B, loss, loss_scale,
+                        clip, bufs, s1, s2, optimizer, guard, sync):
+    """The data-parallel compiled epoch (``_mlp.train_epoch`` with a plan and an allreduce)."""
+    from nnc._trainer import consume_sigint
+    result = bufs["result"]
+    buf = net._grads_buf
+    hook = sync.hook(buf)
+    config = optimizer._kernel_config(1.0, net.n_decay)
+    result[_T] = -1.0
+    try:
+        status = _mlp.train_epoch(
+            plan.desc, plan.slopes, X, Y, labels, sample_weight, indices, B, net.params, buf,
+            s1, s2, config, int(loss.code), float(loss_scale), clip, bufs["ws"], bufs["D"],
+            bufs["Xg"], bufs["Yg"], bufs["labg"], bufs["swg"], result, 0, guard is not None,
+            sync.plan, hook)
+    finally:
+        if result[_T] >= 0:
+            optimizer._kernel_sync(int(result[_T]))
+    if status == _mlp.STATUS_INTERRUPTED:
+        consume_sigint(guard)
+        done = result[_DONE]
+        raise EpochInterrupted(done, result[_TOTAL] / done)
+    if status == _mlp.STATUS_COMM_ERROR:
+        hook._check(int(result[_LOSS]))     # raises the allreduce's error
+        raise RuntimeError(f"the allreduce failed with code {int(result[_LOSS])}")
+    if status == _mlp.STATUS_NONFINITE:
+        from nnc._trainer import NonFiniteEpoch      # (the trainer imports this module)
+        raise NonFiniteEpoch(
+            f"the training loss became {result[_LOSS]} (step {int(result[_START])}, over every "
+            "rank); the weights are those before this step. Lower the learning rate, scale the "
+            "inputs or set clip_grad_norm.", int(result[_DONE]), result[_LOSS])
+    return float(result[_TOTAL]) / sync.n_total
 
 
 # ---------------------------------------------------------------------- inference

@@ -38,6 +38,7 @@ from nnc._validation import (check_ids, check_input, check_sample_weight, not_a_
                              resolve_dtype)
 
 from nnc import _mlp_fast
+from nnc._kernels._mlp import SYNC_TAIL
 from nnc._trainer import run_epoch
 
 # predictions are computed in chunks of this many rows, so predict on big X allocates little
@@ -226,7 +227,7 @@ class Sequential:
         if total > np.iinfo(np.intp).max // self.dtype.itemsize:
             raise ValueError(f"the network would have {total} parameters: too many to allocate")
         self._params = np.zeros(total, dtype=self.dtype)
-        self._grads = np.zeros(total, dtype=self.dtype)
+        self._alloc_grads()
         self.__dict__.pop("_ws_shadows", None)   # shadows of an earlier build: other buffers
         self._bind()
         rng = _check_random_state(self.random_state)
@@ -258,6 +259,14 @@ class Sequential:
             if spec.decay:
                 self.n_decay = off
         return layout
+
+    def _alloc_grads(self):
+        """The gradient buffer: ``_grads`` is the first n_params values of ``_grads_buf``, whose
+        SYNC_TAIL trailing slots data-parallel epochs send with the gradients in the same
+        allreduce (the rank's loss share and a Ctrl-C flag, nnc/_distributed.py)."""
+        n = self._params.shape[0]
+        self._grads_buf = np.zeros(n + SYNC_TAIL, dtype=self.dtype)
+        self._grads = self._grads_buf[:n]
 
     def _bind(self):
         self._bind_layers(self.layers, self._params)
@@ -443,7 +452,7 @@ class Sequential:
         return 0.5 * float(np.dot(w, w))
 
     def train_epoch(self, X, y, optimizer, batch_size=32, sample_weight=None, indices=None,
-                    loss_scale=1.0, on_batch=None):
+                    loss_scale=1.0, on_batch=None, sync=None):
         """One pass of mini-batch training on validated arrays; returns the epoch loss.
 
         X, y: already validated by ``_check_X`` / ``_check_y``.  ``indices``: the visiting order
@@ -453,9 +462,13 @@ class Sequential:
         FloatingPointError (weights of the failing batch are not applied) when a loss is not finite.
         ``on_batch``: hooks around each batch of the Python batch loop (see nnc/_trainer.py; the
         compiled loop of dense networks never calls them).
+        ``sync``: a data-parallel epoch (``nnc._distributed.EpochSync``, made by the estimators
+        inside ``nnc.distributed``): X, y are this rank's shard, the loss is the global one; the
+        batch hooks then run once per step of the epoch on every rank, and a stop one rank's
+        hook asks for ends the epoch after the same step on every rank.
         """
         return run_epoch(self, X, y, optimizer, batch_size, sample_weight, indices, loss_scale,
-                         on_batch)
+                         on_batch, sync)
 
     # ------------------------------------------------------------------ weights
     def get_weights(self):
@@ -507,6 +520,7 @@ class Sequential:
     def __getstate__(self):
         state = {k: v for k, v in self.__dict__.items() if not k.startswith("_ws")}
         state["_grads"] = None
+        state.pop("_grads_buf", None)
         state["_batch_size"] = 0
         return state
 
@@ -518,7 +532,7 @@ class Sequential:
         state.setdefault("clip_grad_norm", None)
         self.__dict__.update(state)
         if self._params is not None:
-            self._grads = np.zeros_like(self._params)
+            self._alloc_grads()
             self._bind()
         self._claim_layers()
 

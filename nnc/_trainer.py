@@ -19,6 +19,8 @@ on the generic path only: ``on_batch.begin()`` before a batch and ``on_batch.end
 after it; ``end`` returning True ends the epoch there (the epoch loss is then the mean over the
 samples done, and ``on_batch.n_done`` says how many).  The compiled path never calls Python per
 batch, so ``compiled_epoch(net, optimizer)`` tells the estimators which path an epoch takes.
+Data-parallel epochs (``sync``, nnc/_distributed.py) run the hooks once per step on every rank
+and agree on a stop inside the step's gradient allreduce (``_python_epoch_synced``).
 """
 import numpy as np
 
@@ -57,7 +59,7 @@ def _gather_buffers(net, X, y, sample_weight, batch_size):
 
 
 def run_epoch(net, X, y, optimizer, batch_size, sample_weight=None, indices=None, loss_scale=1.0,
-              on_batch=None):
+              on_batch=None, sync=None):
     n = X.shape[0]
     batch_size = int(max(1, min(batch_size, n)))
     net._ensure_batch(batch_size)
@@ -68,11 +70,16 @@ def run_epoch(net, X, y, optimizer, batch_size, sample_weight=None, indices=None
             fast = _mlp_fast.select(net, optimizer)
             if fast is not None:
                 loss = fast(net, X, y, optimizer, batch_size, sample_weight, indices, loss_scale,
-                            guard)
+                            guard, sync)
+            elif sync is not None:
+                loss = _python_epoch_synced(net, X, y, optimizer, batch_size, sample_weight,
+                                            indices, loss_scale, guard, sync, on_batch)
             else:
                 loss = _python_epoch(net, X, y, optimizer, batch_size, sample_weight, indices,
                                      loss_scale, guard, on_batch)
-            if guard is not None and guard.pending is not None:   # during the last batch
+            # during the last batch (data-parallel: the estimators ask every rank at the
+            # epoch boundary, so all ranks stop together)
+            if sync is None and guard is not None and guard.pending is not None:
                 try:
                     guard.deliver()
                 except KeyboardInterrupt:
@@ -130,3 +137,101 @@ def _python_epoch(net, X, y, optimizer, batch_size, sample_weight, indices, loss
                 raise EpochInterrupted(stop, total / stop) from None
     return total / n
 
+
+
+def consume_sigint(guard):
+    """Run the handler of a pending Ctrl-C without letting it raise: a data-parallel epoch stops
+    on every rank together when any rank saw Ctrl-C (the ranks that saw it consume it here)."""
+    if guard is not None and guard.pending is not None:
+        try:
+            guard.deliver()
+        except KeyboardInterrupt:
+            pass
+
+
+def _python_epoch_synced(net, X, y, optimizer, batch_size, sample_weight, indices, loss_scale,
+                         guard, sync, on_batch=None):
+    """One data-parallel epoch driven from Python (convolutional and recurrent networks).
+
+    Step s: this rank's rows s*B .. s*B+B-1 (possibly none); the local mean loss and gradient,
+    scaled by (local weight sum / W_s), are this rank's share of the step's global mean
+    (``sync.plan``); ONE in-place allreduce of the gradient buffer with its two trailing slots
+    (loss share, flags); then the same loss check, clipping and optimizer step on every rank
+    (see nnc/_distributed.py).  Returns the global epoch loss.
+
+    Batch hooks (``on_batch``): every rank runs one batch task per step (also for an empty
+    batch of an exhausted shard, so every rank counts the same n_steps tasks); ``begin()``
+    before the rank's share of the step, ``end(n_done)`` after it and BEFORE the allreduce, so
+    that a stop it asks for travels in that allreduce: the flag slot holds (ranks that saw
+    Ctrl-C) + (size + 1) * (ranks whose hook asked to stop).  Then every rank applies the step
+    and ends the epoch there (``sync.n_done``: the global samples done; the ranks without
+    hooks have no ``on_batch``), as one process
+    ends it after the batch whose hook asked.  Ctrl-C on any rank wins over a stop."""
+    n = X.shape[0]
+    alpha = float(getattr(optimizer, "alpha", 0.0))
+    clip = net.clip_grad_norm
+    plan = sync.plan
+    Xg, yg, swg = _gather_buffers(net, X, y, sample_weight, batch_size)
+    buf = net._grads_buf
+    P = net.params.shape[0]
+    grads = net.grads
+    base = float(sync.comm.size + 1)       # flag slot: Ctrl-C count + base * stop count
+    total = 0.0
+    done = 0.0
+    for step in range(sync.n_steps):
+        start = step * batch_size
+        stop = min(n, start + batch_size)
+        m = max(0, stop - start)
+        W, M = float(plan[2 * step]), float(plan[2 * step + 1])
+        part = 0.0
+        local = 0.0
+        if on_batch is not None:
+            on_batch.begin()
+        if m:
+            if indices is None:
+                Xb, yb = X[start:stop], y[start:stop]
+                swb = None if sample_weight is None else sample_weight[start:stop]
+            else:
+                idx = indices[start:stop]
+                Xb, yb = Xg[:m], yg[:m]
+                np.take(X, idx, axis=0, out=Xb)
+                np.take(y, idx, axis=0, out=yb)
+                swb = None
+                if sample_weight is not None:
+                    swb = swg[:m]
+                    np.take(sample_weight, idx, axis=0, out=swb)
+            local = float(m) if swb is None else float(swb.sum(dtype=np.float64))
+        if local > 0:
+            share = local / W
+            part = share * loss_scale * float(net._batch_loss_gradient(Xb, yb, swb))
+            grads *= grads.dtype.type(share)
+        else:
+            grads[...] = 0
+        asked = on_batch is not None and bool(on_batch.end(int(done + M)))
+        buf[P] = part
+        buf[P + 1] = (1.0 if (guard is not None and guard.pending is not None) else 0.0) \
+            + (base if asked else 0.0)
+        sync.comm.allreduce_grads(buf)
+        loss = float(buf[P])
+        flags = int(round(float(buf[P + 1])))
+        if alpha:
+            loss += alpha * net.l2_penalty() / W
+        if not np.isfinite(loss):
+            raise NonFiniteEpoch(
+                f"the training loss became {loss} (step {step}, over every rank); the weights "
+                "are those before this step. Lower the learning rate, scale the inputs or set "
+                "clip_grad_norm.", done, loss)
+        if clip:
+            _optim.clip_grad_norm(grads, clip)
+        optimizer.step(net.params, grads, n_decay=net.n_decay, n_samples=W)
+        total += loss * M
+        done += M
+        if flags and step + 1 < sync.n_steps:
+            if flags % int(base):             # Ctrl-C on some rank
+                consume_sigint(guard)
+                raise EpochInterrupted(done, total / done)
+            sync.n_done = int(done)           # a hook on some rank ended the epoch here
+            if on_batch is not None:
+                on_batch.n_done = int(done)
+            return total / done
+    return total / sync.n_total

@@ -192,8 +192,10 @@ def check_finite(arr, name):
         raise ValueError(f"Input {name} contains {kind} or a value too large for {arr.dtype}.")
 
 
-def check_sample_weight(sample_weight, n_samples, dtype):
-    """None → None; else a finite non-negative C-contiguous (n,) array of dtype with a positive sum."""
+def check_sample_weight(sample_weight, n_samples, dtype, positive_sum=True):
+    """None → None; else a finite non-negative C-contiguous (n,) array of dtype with a positive sum
+    (``positive_sum=False``: any sum, for one rank's shard of a data-parallel fit, whose weights
+    are checked over every rank)."""
     if sample_weight is None:
         return None
     if isinstance(sample_weight, numbers.Number):
@@ -209,7 +211,7 @@ def check_sample_weight(sample_weight, n_samples, dtype):
         raise ValueError("Input sample_weight contains NaN or infinity.")
     if (sw < 0).any():
         raise ValueError("Negative values in data passed to sample_weight")
-    if sw.sum() <= 0:
+    if positive_sum and sw.sum() <= 0:
         raise ValueError("sample_weight must have a positive sum")
     return sw
 

@@ -47,6 +47,10 @@ SPECS = {
         [r"check_gradients: max relative error \d\.\d+e[-+]\d+",
          r"epoch\s+\d+\s+loss \d+\.\d+\s+0:Dense\(32\) \|dW\| \d+\.\d+",
          r"training accuracy: (?P<acc>\d\.\d+)"], 0.8),
+    "07_data_parallel.py": (
+        ["distributed", "MLPClassifier"],
+        [r"mpiexec -n 2 python examples/07_data_parallel\.py",
+         r"test accuracy: (?P<acc>\d\.\d+) on \d+ images"], 0.8),
     "08_text_classifier.py": (
         ["NeuralNetClassifier", "MLPClassifier", "layers.Embedding", "layers.PositionalEmbedding",
          "layers.TransformerEncoderBlock"],

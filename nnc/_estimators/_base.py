@@ -54,6 +54,7 @@ and loss), training stops with a ConvergenceWarning and the best weights are res
 Model files sit above the estimators: ``est.save(path)`` imports ``nnc._io`` when it is called,
 so importing an estimator never imports the model-file code.
 """
+import contextlib
 import copy
 import threading
 import time
@@ -61,14 +62,16 @@ import warnings
 
 import numpy as np
 
+from nnc import _distributed
 from nnc._compat import SKLEARN_INSTALLED, ConvergenceWarning, NotFittedError
 from nnc._estimators._callbacks import CallbackSupport, _FitCallbacks, with_callbacks
-from nnc._estimators._inputs import _InputValidation, _check_sample_weight, _check_y_present
+from nnc._estimators._inputs import (_ALL_ZERO_WEIGHTS, _InputValidation, _check_sample_weight,
+                                     _check_y_present)
 from nnc._estimators._params import (_check_bool, _check_interval, _check_random_state_param,
                                      _check_verbose)
 from nnc._interrupt import EpochInterrupted, deferred_sigint
 from nnc._network import Sequential, _check_random_state
-from nnc._trainer import compiled_epoch
+from nnc._trainer import compiled_epoch, consume_sigint
 from nnc._validation import check_sample_weight
 
 if SKLEARN_INSTALLED:
@@ -103,21 +106,76 @@ class NonFiniteLossError(ValueError, FloatingPointError):
     """Training produced a non-finite loss; the estimator was left as before the call."""
 
 
-def _check_finite_result(net, X):
+def _check_finite_result(net, X, comm=None):
     """NonFiniteLossError unless the weights, and the outputs on up to _FINITE_CHECK_ROWS rows
-    of X spread evenly, are finite (the end-of-step check of fit, partial_fit, warm starts)."""
-    if not np.isfinite(net.params).all():
-        raise NonFiniteLossError(
+    of X spread evenly, are finite (the end-of-step check of fit, partial_fit, warm starts;
+    data-parallel: of every rank's X, the error raised on every rank)."""
+    if not np.isfinite(net.params).all():    # the same weights on every rank
+        raise _collective(NonFiniteLossError(
             "Solver produced non-finite parameter weights. The input data may contain large "
-            "values and need to be preprocessed.")
+            "values and need to be preprocessed."), comm)
     n = X.shape[0]
     rows = X[::max(1, n // _FINITE_CHECK_ROWS)][:_FINITE_CHECK_ROWS]
-    if not np.isfinite(net.forward(np.ascontiguousarray(rows))).all():
-        raise NonFiniteLossError(
+    bad = not np.isfinite(net.forward(np.ascontiguousarray(rows))).all()
+    if comm is not None:
+        bad = comm.any(bad)
+    if bad:
+        raise _collective(NonFiniteLossError(
             "Solver produced weights whose outputs are not finite (they overflow the network's "
             f"dtype, {np.dtype(net.dtype).name}). The input data may contain large values and "
             "need to be preprocessed, or the learning rate is too high; the estimator was left "
-            "as it was before this call.")
+            "as it was before this call."), comm)
+
+
+def _collective(exc, comm):
+    """`exc`, marked as raised alike on every rank when training data-parallel."""
+    if comm is not None:
+        exc.nnc_collective = True
+    return exc
+
+
+def _weight_sum(sw, n):
+    """The sample-weight sum of n rows (float64): n without weights."""
+    return float(n) if sw is None else float(sw.sum(dtype=np.float64))
+
+
+def _agreement(comm):
+    """Data-parallel: ``comm.agreement()`` (local errors raised on every rank after one
+    allgather); otherwise a block that raises as usual and whose box is ignored."""
+    if comm is None:
+        return contextlib.nullcontext(_distributed._Box())
+    return comm.agreement()
+
+
+def _deliver_pending(guard, comm):
+    """At an epoch boundary: a Ctrl-C recorded by the guard is delivered (Python's handler raises
+    KeyboardInterrupt).  Data-parallel: one collective asks every rank, and every rank stops
+    (KeyboardInterrupt) when any rank saw Ctrl-C."""
+    pending = guard is not None and guard.pending is not None
+    if comm is None:
+        if pending:
+            guard.deliver()
+        return
+    if comm.any(pending):
+        consume_sigint(guard)
+        raise KeyboardInterrupt
+
+
+def _params_digest(est):
+    """The hyper-parameters every rank must share, as a comparable text (layers and optimizer
+    instances by their configs; a RandomState instance by its state)."""
+    out = {}
+    for key, value in sorted(est.get_params(deep=False).items()):
+        if isinstance(value, np.random.RandomState):
+            value = ("RandomState", value.get_state()[1][:4].tolist(), value.get_state()[2])
+        elif isinstance(value, (list, tuple)) and any(hasattr(v, "get_config") for v in value):
+            value = [(type(v).__name__, v.get_config()) for v in value]
+        elif hasattr(value, "get_config"):
+            value = (type(value).__name__, value.get_config())
+        elif isinstance(value, dict):
+            value = sorted(value.items(), key=repr)
+        out[key] = repr(value)
+    return out
 
 
 class SaveMixin:
@@ -179,8 +237,10 @@ class _ValidationSet:
     pass writes: logits (then the link's outputs) and the loss kernel's gradient output, both
     (n_val, *output_shape), allocated once per fit."""
 
-    def __init__(self, net, X, y, sw, loss_scale):
+    def __init__(self, net, X, y, sw, loss_scale, comm=None):
         self.X, self.y, self.sw = X, y, sw
+        self.comm = comm
+        self.weight = _weight_sum(sw, X.shape[0])
         shape = (X.shape[0],) + tuple(net.output_shape)
         self.Z = np.empty(shape, dtype=net.dtype)
         self.dZ = np.empty(shape, dtype=net.dtype)
@@ -191,10 +251,19 @@ class _ValidationSet:
         loss's data term (no L2 penalty), then the score on the link's outputs (NaN when they
         are not finite)."""
         Z = self.Z
-        net._forward_into(self.X, Z, net.params, False)
-        loss = self.loss_scale * float(net._loss.loss_gradient(Z, self.y, self.sw, self.dZ))
-        net._loss.link(Z)
-        return est._score_outputs(Z, targets, self.y, self.sw), loss
+        if Z.shape[0]:          # data-parallel: a rank's split may hold no rows
+            net._forward_into(self.X, Z, net.params, False)
+            loss = self.loss_scale * float(net._loss.loss_gradient(Z, self.y, self.sw, self.dZ))
+            net._loss.link(Z)
+        else:
+            loss = 0.0
+        if self.comm is None:
+            return est._score_outputs(Z, targets, self.y, self.sw), loss
+        # data-parallel: score and loss over every rank's validation rows; the loss's weighted
+        # sum travels in the score's first allreduce
+        score, (loss_sum, weight) = est._score_outputs_global(
+            self.comm, Z, targets, self.y, self.sw, [loss * self.weight, self.weight])
+        return score, loss_sum / weight
 
 
 class BaseNeuralNet(SaveMixin, _InputValidation, CallbackSupport, BaseEstimator):
@@ -271,31 +340,70 @@ class BaseNeuralNet(SaveMixin, _InputValidation, CallbackSupport, BaseEstimator)
     @with_callbacks
     def _fit(self, X, y, sample_weight=None, incremental=False, classes=None, X_val=None,
              y_val=None, sample_weight_val=None):
-        self._check_params()
-        fitted = self.__sklearn_is_fitted__()
-        warm = fitted and (incremental or self.warm_start)
-        if incremental and self.early_stopping:
-            raise ValueError("partial_fit does not support early_stopping=True")
-        _check_y_present(self, y)
+        comm = _distributed.current()
+        if comm is None:
+            return self._fit_with(None, X, y, sample_weight, incremental, classes, X_val, y_val,
+                                  sample_weight_val)
+        # data-parallel (nnc.distributed): a failure on this rank alone aborts every rank
+        with comm.collective():
+            return self._fit_with(comm, X, y, sample_weight, incremental, classes, X_val, y_val,
+                                  sample_weight_val)
 
-        # -- validation (nothing in self changes before training succeeded)
-        X, feature_names = self._validate_X(X, reset=not warm,
-                                            dtype=self.network_.dtype if warm else None)
-        dtype = self._work_dtype(X, warm)      # X's own, or the network's for token ids
-        n = X.shape[0]
-        targets = self._encode_targets(y, warm, incremental, classes, dtype)
-        if targets.y.shape[0] != n:
-            raise ValueError(f"Found input variables with inconsistent numbers of samples: "
-                             f"[{n}, {targets.y.shape[0]}]")
-        sw_user = _check_sample_weight(sample_weight, n, dtype)
+    def _fit_with(self, comm, X, y, sample_weight, incremental, classes, X_val, y_val,
+                  sample_weight_val):
+        """The fit; `comm` (nnc._distributed.Communicator or None) makes it data-parallel."""
+        # -- validation (nothing in self changes before training succeeded); data-parallel: on
+        # every rank's shard, then one allgather, so any error is raised on every rank
+        with _agreement(comm) as agreed:
+            self._check_params()
+            fitted = self.__sklearn_is_fitted__()
+            warm = fitted and (incremental or self.warm_start)
+            if incremental and self.early_stopping:
+                raise ValueError("partial_fit does not support early_stopping=True")
+            _check_y_present(self, y)
+            X, feature_names = self._validate_X(X, reset=not warm,
+                                                dtype=self.network_.dtype if warm else None)
+            dtype = self._work_dtype(X, warm)      # X's own, or the network's for token ids
+            n = X.shape[0]
+            if comm is None:
+                targets = self._encode_targets(y, warm, incremental, classes, dtype)
+                if targets.y.shape[0] != n:
+                    raise ValueError(f"Found input variables with inconsistent numbers of "
+                                     f"samples: [{n}, {targets.y.shape[0]}]")
+            else:
+                y_summary, targets = self._target_summary(y, n, warm, incremental, classes,
+                                                          dtype)
+            sw_user = _check_sample_weight(sample_weight, n, dtype, positive_sum=comm is None)
+            if comm is None:
+                val = self._validation_data(X_val, y_val, sample_weight_val, X, feature_names,
+                                            targets)
+            else:
+                agreed.value = self._rank_summary(X, feature_names, warm, sw_user, y_summary)
+                agreed.value["val"] = not (X_val is None and y_val is None
+                                           and sample_weight_val is None)
+        if comm is not None:
+            targets = self._agree(comm, agreed.values, y, warm, incremental, classes, dtype,
+                                  targets)
+            val = None
+            if any(s["val"] for s in agreed.values):
+                # data-parallel validation set: each rank passes its own shard, checked against
+                # the agreed targets (classes); one more allgather makes any error everyone's
+                with comm.agreement():
+                    if X_val is None and y_val is None:
+                        raise ValueError("fit(X_val=, y_val=) inside nnc.distributed: every "
+                                         "rank must pass its own validation shard (another "
+                                         "rank passed one)")
+                    val = self._validation_data(X_val, y_val, sample_weight_val, X,
+                                                feature_names, targets)
         sw = self._apply_class_weight(sw_user, targets, incremental, dtype)
-        val = self._validation_data(X_val, y_val, sample_weight_val, X, feature_names, targets)
         rng = _check_random_state(self.random_state)
 
         if warm:
             net = self.network_
         else:
             net = self._build_network(X.shape[1:], targets, dtype, rng, incremental)
+            if comm is not None:
+                comm.bcast(net.params)    # rank 0's initial weights (random_state=None too)
         y_net = net._check_y(targets.y, n)
         if val is not None:
             val = (val[0], net._check_y(val[1], val[0].shape[0]), val[2])
@@ -316,13 +424,15 @@ class BaseNeuralNet(SaveMixin, _InputValidation, CallbackSupport, BaseEstimator)
             if warm:
                 self._sync_user_weights(net)
             if lbfgs:
-                self._fit_lbfgs(net, X, y_net, sw, state, targets, callbacks)
+                self._fit_lbfgs(net, X, y_net, sw, state, targets, callbacks, comm)
             else:
                 self._fit_stochastic(net, X, y_net, sw, state, targets, incremental, rng, val,
-                                     callbacks)
+                                     callbacks, comm)
             if callbacks is not None:
                 callbacks.end()          # may still change the weights (restore the best)
-            _check_finite_result(net, X)
+            if comm is not None:
+                comm.check_same_weights(net)
+            _check_finite_result(net, X, comm)
         except BaseException:
             if warm:
                 net.params[...] = snapshot
@@ -337,6 +447,53 @@ class BaseNeuralNet(SaveMixin, _InputValidation, CallbackSupport, BaseEstimator)
             if warm:
                 net._end_update()
         return self
+
+    # ---------------------------------------------------------------- data-parallel agreement
+    def _rank_summary(self, X, feature_names, warm, sw, y_summary):
+        """What this rank's data and model look like; every rank must agree (``_agree``)."""
+        return {
+            "n": int(X.shape[0]),
+            "shape": tuple(X.shape[1:]),
+            "dtype": X.dtype.name,
+            "names": None if feature_names is None else [str(v) for v in feature_names],
+            "params": _params_digest(self),
+            "warm": bool(warm),
+            "weights": _distributed.digest(self.network_.params) if warm else None,
+            "sw": float(X.shape[0]) if sw is None else float(sw.sum(dtype=np.float64)),
+            "weighted": sw is not None,
+            "y": y_summary,
+        }
+
+    def _agree(self, comm, summaries, y, warm, incremental, classes, dtype, targets):
+        """Check every rank's summary against the others (the same DistributedError on every
+        rank when they differ) and return this rank's targets encoded alike on every rank."""
+        def differ(key, what, show=repr):
+            values = [s[key] for s in summaries]
+            if any(v != values[0] for v in values[1:]):
+                text = ", ".join(f"rank {r}: {show(v)}" for r, v in enumerate(values))
+                raise _collective(_distributed.DistributedError(
+                    f"the ranks disagree on {what} ({text})"), comm)
+
+        differ("shape", "the sample shape (number of features)")
+        differ("dtype", "the dtype of X (resolved from X and the dtype parameter)")
+        differ("names", "the feature names of X")
+        params = [s["params"] for s in summaries]
+        for key in params[0]:
+            if any(p.get(key) != params[0][key] for p in params[1:]):
+                text = ", ".join(f"rank {r}: {p.get(key)}" for r, p in enumerate(params))
+                raise _collective(_distributed.DistributedError(
+                    f"the ranks disagree on the hyper-parameter {key!r} ({text})"), comm)
+        differ("warm", "whether this call continues a fitted model")
+        differ("weights", "the fitted weights (a warm start or partial_fit needs the same "
+                          "model on every rank)")
+        differ("weighted", "whether sample_weight is given")
+        if sum(s["sw"] for s in summaries) <= 0:
+            raise _collective(ValueError(_ALL_ZERO_WEIGHTS), comm)
+        try:
+            return self._agree_targets(y, [s["y"] for s in summaries], warm, incremental,
+                                       classes, dtype, targets)
+        except Exception as exc:      # decided from what every rank shares: raised everywhere
+            raise _collective(exc, comm)
 
     def _initial_state(self, net, warm, validation=False):
         """Loss curve, stopping counters, best weights: continued on warm starts.  The
@@ -441,7 +598,7 @@ class BaseNeuralNet(SaveMixin, _InputValidation, CallbackSupport, BaseEstimator)
 
     # ---------------------------------------------------------------- stochastic solvers
     def _fit_stochastic(self, net, X, y, sw, st, targets, incremental, rng, val=None,
-                        callbacks=None):
+                        callbacks=None, comm=None):
         if incremental and st.optimizer is not None:
             optimizer = copy.deepcopy(st.optimizer)
         else:
@@ -450,23 +607,34 @@ class BaseNeuralNet(SaveMixin, _InputValidation, CallbackSupport, BaseEstimator)
         schedule, lr_init, power_t = self._lr_schedule()
 
         train = None
-        if val is None and self.early_stopping:
-            train, val_idx = _train_val_split(X.shape[0], float(self.validation_fraction), rng,
-                                              targets.stratify)
-            if val_idx.shape[0] < 2:
-                raise ValueError("The validation set is too small. Increase "
-                                 "'validation_fraction' or the size of your dataset.")
-            val = (X[val_idx], y[val_idx], None if sw is None else sw[val_idx])
-            X, y = X[train], y[train]
-            sw = None if sw is None else sw[train]
-            if val[2] is not None and not val[2].sum() > 0:
+        split = val is None and self.early_stopping
+        with _agreement(comm) as agreed:     # data-parallel: every rank's split, then one check
+            if split:
+                train, val_idx = _train_val_split(X.shape[0], float(self.validation_fraction),
+                                                  rng, targets.stratify)
+                if comm is None and val_idx.shape[0] < 2:
+                    raise ValueError("The validation set is too small. Increase "
+                                     "'validation_fraction' or the size of your dataset.")
+                val = (X[val_idx], y[val_idx], None if sw is None else sw[val_idx])
+                X, y = X[train], y[train]
+                sw = None if sw is None else sw[train]
+            n = X.shape[0]
+            batch_size = self._batch_size(n)
+            val_weight = 0.0 if val is None else _weight_sum(val[2], val[0].shape[0])
+            if comm is None and split and not val_weight > 0:
                 raise ValueError("The sample weights of the validation split sum to zero.")
+            agreed.value = (n, batch_size, 0 if val is None else val[0].shape[0], val_weight)
+        sync = None
+        if comm is not None:
+            sync = _distributed.FitSync(comm, [v[:3] for v in agreed.values], sw, split, rng)
+            if split and not sum(v[3] for v in agreed.values) > 0:
+                raise _collective(ValueError("The sample weights of the validation split sum "
+                                             "to zero (over every rank)."), comm)
+        shuffle_rng = rng if sync is None else sync.shuffle_rng
         validation = None if val is None else _ValidationSet(net, *val,
-                                                             self._loss_scale(targets))
+                                                             self._loss_scale(targets), comm)
         if callbacks is not None:
             callbacks.training_part(X, train)
-        n = X.shape[0]
-        batch_size = self._batch_size(n)
         loss_scale = self._loss_scale(targets)
         sample_idx = np.arange(n)
         max_iter = self._max_iter()
@@ -476,28 +644,36 @@ class BaseNeuralNet(SaveMixin, _InputValidation, CallbackSupport, BaseEstimator)
                 for _ in range(max_iter):
                     if self.shuffle:
                         perm = np.arange(n)
-                        rng.shuffle(perm)
+                        shuffle_rng.shuffle(perm)
                         sample_idx = sample_idx[perm]
                     interrupted = diverged = batches = None
+                    order = sample_idx if self.shuffle else None
+                    epoch_sync = None if sync is None else sync.epoch(order)
                     if callbacks is not None:    # batch tasks on the Python batch loop only
                         batches = callbacks.epoch_begin(
-                            0 if compiled_epoch(net, optimizer) else -(-n // batch_size))
+                            0 if compiled_epoch(net, optimizer) else
+                            -(-n // batch_size) if sync is None else sync.n_steps)
                     try:
-                        loss = net.train_epoch(X, y, optimizer, batch_size, sw,
-                                               sample_idx if self.shuffle else None,
-                                               loss_scale, batches)
-                        n_done = n if batches is None or batches.n_done is None \
-                            else batches.n_done
+                        loss = net.train_epoch(X, y, optimizer, batch_size, sw, order,
+                                               loss_scale, batches, epoch_sync)
+                        if sync is not None:     # (n_done: a batch hook on some rank)
+                            n_done = epoch_sync.n_total if epoch_sync.n_done is None \
+                                else epoch_sync.n_done
+                        elif batches is not None and batches.n_done is not None:
+                            n_done = batches.n_done      # a batch hook ended the epoch
+                        else:
+                            n_done = n
                     except EpochInterrupted as exc:   # at a batch boundary: count its batches
                         interrupted, loss, n_done = exc, exc.loss, exc.n_samples
                     except FloatingPointError as exc:
+                        # data-parallel: the loss is global, so every rank gets here alike
                         if not self.early_stopping:
-                            raise NonFiniteLossError(
+                            raise _collective(NonFiniteLossError(
                                 "Solver produced non-finite parameter weights. The input data "
                                 "may contain large values and need to be preprocessed. The "
                                 "training loss became non-finite in iteration "
                                 f"{st.n_iter_ + 1} ({exc}); the estimator was left as it was "
-                                "before this call.") from exc
+                                "before this call."), comm) from exc
                         # scikit-learn keeps the best weights and records NaN scores: stop here
                         diverged = exc
                         loss = getattr(exc, "loss", np.nan)
@@ -517,6 +693,17 @@ class BaseNeuralNet(SaveMixin, _InputValidation, CallbackSupport, BaseEstimator)
                     if schedule == "invscaling":
                         optimizer.learning_rate = float(lr_init) / (st.t_ + 1) ** power_t
                     stop = callbacks is not None and callbacks.epoch_end()
+                    if comm is not None:
+                        # ONE allreduce per epoch: a stop asked by any rank's callbacks (set
+                        # on some ranks only, or watching local data), and Ctrl-C on any rank
+                        # during the epoch's bookkeeping, stop every rank here
+                        flags = comm.allreduce_scalars(
+                            [1.0 if guard is not None and guard.pending is not None else 0.0,
+                             1.0 if stop else 0.0])
+                        stop = bool(flags[1] > 0)
+                        if flags[0] > 0 and diverged is None and interrupted is None:
+                            consume_sigint(guard)
+                            raise KeyboardInterrupt
                     if diverged is not None:
                         warnings.warn(
                             f"The training loss became {st.loss_} in iteration {st.n_iter_} "
@@ -541,27 +728,27 @@ class BaseNeuralNet(SaveMixin, _InputValidation, CallbackSupport, BaseEstimator)
                         warnings.warn(f"Stochastic Optimizer: Maximum iterations ({max_iter}) "
                                       "reached and the optimization hasn't converged yet.",
                                       ConvergenceWarning, stacklevel=5)
-                    if guard is not None and guard.pending is not None:
+                    if comm is None and guard is not None and guard.pending is not None:
                         guard.deliver()      # Ctrl-C during the bookkeeping: stop here
-                if guard is not None and guard.pending is not None:
-                    guard.deliver()          # ... or after the last epoch
-            except KeyboardInterrupt:
+                _deliver_pending(guard, comm)       # ... or after the last epoch
+            except KeyboardInterrupt:     # data-parallel: raised on every rank alike
                 warnings.warn("Training interrupted by user.", UserWarning, stacklevel=5)
         if self.early_stopping:
             net.params[...] = st.best_params
 
     def _trigger_stopping(self, msg, schedule, optimizer):
         """scikit-learn's rule: stop, unless 'adaptive' can still divide the rate by 5."""
+        verbose = self.verbose and _distributed.prints_here()
         if schedule != "adaptive":
-            if self.verbose:
+            if verbose:
                 print(msg + " Stopping.")
             return True
         if optimizer.learning_rate <= 1e-6:
-            if self.verbose:
+            if verbose:
                 print(msg + " Learning rate too small. Stopping.")
             return True
         optimizer.learning_rate /= 5.0
-        if self.verbose:
+        if verbose:
             print(msg + " Setting learning rate to %f" % optimizer.learning_rate)
         return False
 
@@ -589,15 +776,17 @@ class BaseNeuralNet(SaveMixin, _InputValidation, CallbackSupport, BaseEstimator)
                 st.best_loss_ = last
 
     def _report_epoch(self, n_iter, loss, val_score, elapsed):
-        if self.verbose:
+        if self.verbose and _distributed.prints_here():     # data-parallel: rank 0 prints
             print("Iteration %d, loss = %.8f" % (n_iter, loss))
             if val_score is not None:
                 print("Validation score: %f" % val_score)
 
     # ---------------------------------------------------------------- L-BFGS
-    def _fit_lbfgs(self, net, X, y, sw, st, targets, callbacks=None):
+    def _fit_lbfgs(self, net, X, y, sw, st, targets, callbacks=None, comm=None):
         """scipy's L-BFGS-B directly on the flat buffer (weights first, then biases: the x
-        vector is scikit-learn's packed coefs_ + intercepts_)."""
+        vector is scikit-learn's packed coefs_ + intercepts_).  Data-parallel: each evaluation
+        sums every rank's weighted loss and gradient in one allreduce, so every rank runs the
+        same iterations."""
         import scipy.optimize
 
         st.lbfgs = True
@@ -605,28 +794,39 @@ class BaseNeuralNet(SaveMixin, _InputValidation, CallbackSupport, BaseEstimator)
         alpha = float(self.alpha)
         loss_scale = self._loss_scale(targets)
         sw_sum = float(n) if sw is None else float(sw.sum())
+        if comm is not None:
+            sw_sum = float(comm.allreduce_scalars([float(n) if sw is None else
+                                                   float(sw.sum(dtype=np.float64))])[0])
         n_decay = net.n_decay
         chunk = n if n <= _LBFGS_CHUNK else _LBFGS_CHUNK
         net._ensure_batch(chunk)
         params = net.params
         best = {"f": np.inf, "x": None}
 
+        n_params = params.shape[0]
+
         def fun(x):
             params[...] = x
-            if chunk == n:
+            if chunk == n and comm is None:
                 loss = float(net._batch_loss_gradient(X, y, sw))
                 grad = net.grads.astype(np.float64)
             else:
-                loss, grad = 0.0, np.zeros(params.shape[0])
+                # weighted sums over chunks; data-parallel: [gradient sum, loss sum] of every
+                # rank added in one allreduce
+                acc = np.zeros(n_params + 1)
+                grad = acc[:n_params]
                 for a in range(0, n, chunk):
                     b = min(n, a + chunk)
                     swc = None if sw is None else sw[a:b]
                     wc = float(b - a) if swc is None else float(swc.sum())
                     if wc == 0:
                         continue
-                    loss += wc * float(net._batch_loss_gradient(X[a:b], y[a:b], swc))
+                    acc[n_params] += wc * float(net._batch_loss_gradient(X[a:b], y[a:b], swc))
                     grad += wc * net.grads
-                loss /= sw_sum
+                if comm is not None:
+                    acc = comm.allreduce_scalars(acc)
+                    grad = acc[:n_params]
+                loss = float(acc[n_params]) / sw_sum
                 grad /= sw_sum
             w = x[:n_decay]
             loss = loss_scale * loss + 0.5 * alpha * float(np.dot(w, w)) / sw_sum
@@ -647,10 +847,23 @@ class BaseNeuralNet(SaveMixin, _InputValidation, CallbackSupport, BaseEstimator)
 
             bridge = callbacks.lbfgs(set_weights)
 
+        stopped = [False]
+
         def count(xk):
             iterations[0] += 1
+            stop = False
             if bridge is not None:
-                bridge(xk)
+                try:
+                    bridge(xk)
+                except StopIteration:
+                    stop = True
+            if comm is not None:
+                # data-parallel: every rank runs the same iterations, so a stop asked by any
+                # rank's callbacks ends them all (one small allreduce per iteration)
+                stop = comm.any(stop)
+            if stop:
+                stopped[0] = True
+                raise StopIteration
 
         try:
             res = scipy.optimize.minimize(
@@ -658,6 +871,8 @@ class BaseNeuralNet(SaveMixin, _InputValidation, CallbackSupport, BaseEstimator)
                 options={"maxfun": self.max_fun, "maxiter": max_iter, "gtol": self.tol})
         except (KeyboardInterrupt, StopIteration) as exc:   # StopIteration: scipy < 1.11
             if isinstance(exc, KeyboardInterrupt):
+                if comm is not None:
+                    raise       # not agreed between the ranks: abort (nnc/_distributed.py)
                 warnings.warn("Training interrupted by user.", UserWarning)
             if best["x"] is not None:
                 params[...] = best["x"]
@@ -669,7 +884,7 @@ class BaseNeuralNet(SaveMixin, _InputValidation, CallbackSupport, BaseEstimator)
         if bridge is not None:
             bridge.close()
         st.n_iter_ = int(min(res.nit, max_iter))
-        if res.status != 0 and not (bridge is not None and bridge.stopped):
+        if res.status != 0 and not stopped[0]:
             message = (f"lbfgs failed to converge after {st.n_iter_} iteration(s) "
                        f"(status={res.status}):\n{res.message}\n")
             if st.n_iter_ == max_iter:

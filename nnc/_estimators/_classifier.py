@@ -63,7 +63,12 @@ class _ClassifierNN:
             return "multilabel"
         return "softmax" if n_classes > 2 else "sigmoid"
 
-    def _encode_targets(self, y, warm, incremental, classes, dtype):
+    def _encode_targets(self, y, warm, incremental, classes, dtype, seen=None):
+        """Check y and encode it as the network reads it (see the module docstring).
+
+        seen: the labels of y over every rank of a data-parallel fit (their union, sorted), used
+        wherever the labels of y decide: the classes of a fresh fit, the checks against the
+        fitted classes."""
         _check_y_present(self, y)
         y = _as_labels(y)
         _check_finite_y(y)
@@ -73,6 +78,8 @@ class _ClassifierNN:
             raise ValueError(f"Unknown label type: {kind}. Maybe you are trying to fit a "
                              "classifier, which expects discrete classes on a regression target "
                              "with continuous values.")
+        if seen is not None and kind != "multilabel-indicator":
+            kind = "multiclass" if len(seen) > 2 else "binary"
         fitted_classes = getattr(self, "classes_", None) if warm else None
         if incremental:
             fitted_classes = self._partial_fit_classes(y, kind, classes, warm)
@@ -80,7 +87,7 @@ class _ClassifierNN:
             if kind == "multilabel-indicator":
                 cls = np.arange(y.shape[1])
             else:
-                cls = np.unique(y)
+                cls = np.unique(y) if seen is None else np.asarray(seen)
             label_type = kind
         else:
             cls = np.asarray(fitted_classes)
@@ -95,7 +102,7 @@ class _ClassifierNN:
                     raise ValueError(f"y has {y.shape[1]} labels, but the model was fitted on "
                                      f"{cls.size}")
             else:
-                seen = np.unique(y)
+                seen = np.unique(y) if seen is None else np.asarray(seen)
                 if warm and self.warm_start and not incremental:
                     if set(seen.tolist()) != set(cls.tolist()):
                         raise ValueError(
@@ -130,6 +137,66 @@ class _ClassifierNN:
                         classes=cls, label_type=label_type, mode=mode, n_outputs=n_outputs,
                         loss=self._loss_for_mode(mode), stratify=stratify)
 
+    # -- data-parallel fits (nnc.distributed): every rank's labels, then the same classes_
+    def _target_summary(self, y, n, warm, incremental, classes, dtype):
+        """(this rank's label facts, None): the kind of target, its labels with their counts
+        (or the number of indicator columns), the ``classes=`` given.  The checks are those of
+        _encode_targets that look at this rank's y alone."""
+        _check_y_present(self, y)
+        y = _as_labels(y)
+        _check_finite_y(y)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y.ravel()
+        kind = _type_of_target(y)
+        if kind not in ("binary", "multiclass", "multilabel-indicator"):
+            raise ValueError(f"Unknown label type: {kind}. Maybe you are trying to fit a "
+                             "classifier, which expects discrete classes on a regression target "
+                             "with continuous values.")
+        if y.shape[0] != n:
+            raise ValueError(f"Found input variables with inconsistent numbers of samples: "
+                             f"[{n}, {y.shape[0]}]")
+        given = None if classes is None else np.unique(np.asarray(classes)).tolist()
+        if kind == "multilabel-indicator":
+            return {"multilabel": True, "labels": int(y.shape[1]), "counts": None,
+                    "classes": given}, None
+        labels, counts = np.unique(y, return_counts=True)
+        return {"multilabel": False, "labels": labels, "counts": counts, "classes": given}, None
+
+    def _agree_targets(self, y, summaries, warm, incremental, classes, dtype, targets):
+        """This rank's targets encoded with the classes of every rank (their labels' union, or
+        the fitted / given classes); ValueError, the same on every rank, when the ranks' label
+        kinds, indicator widths or ``classes=`` differ."""
+        from nnc._distributed import DistributedError
+        def show(values):
+            return ", ".join(f"rank {r}: {v}" for r, v in enumerate(values))
+        multilabel = [s["multilabel"] for s in summaries]
+        if len(set(multilabel)) > 1:
+            raise DistributedError("the ranks disagree on the kind of target (multilabel "
+                                   f"indicator or not: {show(multilabel)})")
+        given = [s["classes"] for s in summaries]
+        if any(g != given[0] for g in given[1:]):
+            raise DistributedError(f"the ranks pass different classes= ({show(given)})")
+        if multilabel[0]:
+            widths = [s["labels"] for s in summaries]
+            if len(set(widths)) > 1:
+                raise DistributedError(f"the ranks disagree on the number of labels of the "
+                                       f"indicator targets ({show(widths)})")
+            return self._encode_targets(y, warm, incremental, classes, dtype)
+        kinds = {s["labels"].dtype.kind for s in summaries}
+        if len(kinds & {"U", "S", "O"}) and len(kinds) > 1:
+            raise DistributedError(f"the ranks' labels are of different types "
+                                   f"({show([s['labels'].dtype for s in summaries])})")
+        everything = np.concatenate([s["labels"] for s in summaries])
+        seen, where = np.unique(everything, return_inverse=True)
+        counts = np.bincount(where, weights=np.concatenate([s["counts"] for s in summaries]),
+                             minlength=seen.size)
+        targets = self._encode_targets(y, warm, incremental, classes, dtype, seen=seen)
+        # class counts over every rank, in the order of classes_ (class_weight='balanced')
+        pos = np.searchsorted(seen, targets.classes)
+        ok = (pos < seen.size) & (seen[np.minimum(pos, seen.size - 1)] == targets.classes)
+        targets.class_counts = np.where(ok, counts[np.minimum(pos, seen.size - 1)], 0.0)
+        return targets
+
     def _partial_fit_classes(self, y, kind, classes, warm):
         if not warm:
             if classes is None:
@@ -158,9 +225,12 @@ class _ClassifierNN:
             if incremental:
                 raise ValueError("class_weight 'balanced' is not supported for partial_fit; "
                                  "pass a dict of class weights instead")
-            counts = np.bincount(targets.y_index, minlength=classes.size).astype(np.float64)
+            # data-parallel: the counts over every rank
+            counts = getattr(targets, "class_counts", None)
+            if counts is None:
+                counts = np.bincount(targets.y_index, minlength=classes.size).astype(np.float64)
             with np.errstate(divide="ignore"):
-                weights = targets.y_index.size / (classes.size * counts)
+                weights = counts.sum() / (classes.size * counts)
             weights[counts == 0] = 1.0
         elif isinstance(cw, dict):
             weights = np.ones(classes.size)
@@ -177,7 +247,9 @@ class _ClassifierNN:
             _param_error(self, "class_weight", "None, 'balanced' or a dict", cw, TypeError)
         per_sample = weights[targets.y_index].astype(dtype)
         sw = per_sample if sw is None else sw * per_sample   # never in place: sw may be the user's
-        if sw.sum() <= 0:
+        # (data-parallel: one rank's weights may all be zero; the steps' sums over every rank
+        # are checked before each epoch)
+        if sw.sum() <= 0 and getattr(targets, "class_counts", None) is None:
             raise ValueError("class_weight gives every sample zero weight")
         return sw
 
@@ -261,6 +333,21 @@ class _ClassifierNN:
         """Accuracy of `net` on encoded targets (NaN when the outputs are not finite)."""
         return self._score_outputs(net.predict(X), targets, y, sw)
 
+    def _score_outputs_global(self, comm, P, targets, y, sw, extra=()):
+        """Data-parallel accuracy over every rank's validation rows (this rank's link outputs
+        P, possibly no rows) in one allreduce of [right, total, *extra]; returns (accuracy,
+        the summed extra values).  NaN when any rank's outputs are not finite."""
+        if P.shape[0] == 0:
+            sums = [0.0, 0.0]
+        elif np.isfinite(P).all():
+            hit = self._hits(P, targets.mode, y)
+            w = np.ones(hit.shape[0]) if sw is None else sw.astype(np.float64)
+            sums = [float(np.dot(w, hit)), float(w.sum())]
+        else:
+            sums = [float("nan"), 1.0]
+        out = comm.allreduce_scalars(np.concatenate([sums, np.asarray(extra, np.float64)]))
+        return float(out[0] / out[1]), out[2:]
+
     def _score_outputs(self, P, targets, y, sw):
         """Accuracy of the link outputs P against encoded targets (NaN when P is not finite)."""
         if not np.isfinite(P).all():
@@ -276,6 +363,21 @@ class _ClassifierNN:
         else:
             truth = y
         return accuracy(truth, pred, sw)
+
+    @staticmethod
+    def _hits(P, mode, y):
+        """1.0 where the row's prediction is right (every label of it, for multilabel)."""
+        pred = _decode(P, mode)
+        if mode == "sigmoid":
+            truth = y[:, 0].astype(np.intp)
+        elif mode == "ovr":
+            truth = np.argmax(y, axis=1)
+        elif mode == "multilabel":
+            truth = y.astype(np.int64)
+        else:
+            truth = y
+        hit = truth == pred
+        return (hit.all(axis=1) if hit.ndim == 2 else hit).astype(np.float64)
 
     @available_if(lambda est: est._partial_fit_available())
     def partial_fit(self, X, y, sample_weight=None, classes=None):

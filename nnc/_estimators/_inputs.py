@@ -73,14 +73,19 @@ def _as_array(X, name="X"):
     return arr
 
 
-def _check_sample_weight(sample_weight, n, dtype):
-    """nnc's check plus scikit-learn's message for all-zero weights."""
-    if sample_weight is not None and not isinstance(sample_weight, numbers.Number):
+def _check_sample_weight(sample_weight, n, dtype, positive_sum=True):
+    """nnc's check plus scikit-learn's message for all-zero weights (``positive_sum=False``: a
+    data-parallel shard, whose weights may all be zero: the sum over every rank is checked)."""
+    if positive_sum and sample_weight is not None and not isinstance(sample_weight,
+                                                                     numbers.Number):
         sw = np.asarray(sample_weight)
         if sw.shape == (n,) and sw.dtype.kind in "biuf" and n and not sw.any():
-            raise ValueError("Sample weights must contain at least one non-zero number "
-                             "(all sample weights are zero).")
-    return check_sample_weight(sample_weight, n, dtype)
+            raise ValueError(_ALL_ZERO_WEIGHTS)
+    return check_sample_weight(sample_weight, n, dtype, positive_sum)
+
+
+_ALL_ZERO_WEIGHTS = ("Sample weights must contain at least one non-zero number (all sample "
+                     "weights are zero).")
 
 
 def _column_or_1d(y):

@@ -14,6 +14,7 @@ optimizer (the MLPs schedule solver='sgd' only, as scikit-learn does).
 """
 
 
+from nnc import _distributed
 from nnc._compat import ClassifierMixin, RegressorMixin
 from nnc._estimators._base import BaseNeuralNet
 from nnc._estimators._classifier import _ClassifierNN
@@ -151,7 +152,7 @@ class _BaseNeuralNet(BaseNeuralNet):
                          sample_weight_val=sample_weight_val)
 
     def _report_epoch(self, n_iter, loss, val_score, elapsed):
-        if self.verbose:
+        if self.verbose and _distributed.prints_here():     # data-parallel: rank 0 prints
             line = f"Epoch {n_iter}/{self.max_epochs}, loss = {loss:.8f}"
             if val_score is not None:
                 line += f", validation score = {val_score:.6f}"

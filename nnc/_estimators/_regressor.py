@@ -43,6 +43,24 @@ class _RegressorNN:
         return _Targets(y=np.ascontiguousarray(y), single=single, n_outputs=n_outputs,
                         loss=self._regression_loss(), stratify=None, mode="regression")
 
+    # -- data-parallel fits (nnc.distributed)
+    def _target_summary(self, y, n, warm, incremental, classes, dtype):
+        """(this rank's target facts, its encoded targets)."""
+        targets = self._encode_targets(y, warm, incremental, classes, dtype)
+        if targets.y.shape[0] != n:
+            raise ValueError(f"Found input variables with inconsistent numbers of samples: "
+                             f"[{n}, {targets.y.shape[0]}]")
+        return {"n_outputs": int(targets.n_outputs), "single": bool(targets.single)}, targets
+
+    def _agree_targets(self, y, summaries, warm, incremental, classes, dtype, targets):
+        from nnc._distributed import DistributedError
+        shapes = [(s["n_outputs"], s["single"]) for s in summaries]
+        if len(set(shapes)) > 1:
+            text = ", ".join(f"rank {r}: {k} output(s)" + (" (1-D y)" if one else "")
+                             for r, (k, one) in enumerate(shapes))
+            raise DistributedError(f"the ranks disagree on the shape of y ({text})")
+        return targets
+
     def _apply_class_weight(self, sw, targets, incremental, dtype):
         return sw
 
@@ -70,6 +88,33 @@ class _RegressorNN:
         if not np.isfinite(P).all():
             return float("nan")
         return r2(y, P.reshape(P.shape[0], -1), sw)
+
+    def _score_outputs_global(self, comm, P, targets, y, sw, extra=()):
+        """Data-parallel R² over every rank's validation rows (this rank's outputs P, possibly
+        no rows): one allreduce for the weighted mean of y (with [*extra] summed alongside), one
+        for the two sums of squares (scikit-learn's conventions for constant targets); returns
+        (R², the summed extra values).  NaN when any rank's outputs are not finite."""
+        Y = y.reshape(y.shape[0], -1).astype(np.float64)
+        P = P.reshape(Y.shape).astype(np.float64)
+        w = np.ones(Y.shape[0]) if sw is None else sw.astype(np.float64)
+        K = Y.shape[1]
+        extra = np.asarray(extra, np.float64)
+        first = comm.allreduce_scalars(np.concatenate([[w.sum(), Y.shape[0]], w @ Y, extra]))
+        summed = first[2 + K:]
+        if first[1] < 2:
+            return r2(Y[:1], Y[:1]), summed      # scikit-learn's warning and NaN
+        mean = first[2:2 + K] / first[0]
+        res = w @ (Y - P) ** 2 if np.isfinite(P).all() else np.full(K, np.nan)
+        sums = comm.allreduce_scalars(np.concatenate([res, w @ (Y - mean) ** 2]))
+        numerator, denominator = sums[:K], sums[K:]
+        if not np.isfinite(numerator).all():
+            return float("nan"), summed
+        scores = np.ones(K)
+        nonzero_den = denominator != 0
+        valid = nonzero_den & (numerator != 0)
+        scores[valid] = 1.0 - numerator[valid] / denominator[valid]
+        scores[(numerator != 0) & ~nonzero_den] = 0.0
+        return float(np.mean(scores)), summed
 
     @available_if(lambda est: est._partial_fit_available())
     def partial_fit(self, X, y, sample_weight=None):

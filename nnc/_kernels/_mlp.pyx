@@ -46,7 +46,7 @@ so far, updated after every batch.
 """
 cimport numpy as cnp
 from cpython.exc cimport PyErr_CheckSignals
-from libc.string cimport memcpy
+from libc.string cimport memcpy, memset
 from libc.math cimport isfinite
 
 from nnc._kernels._blas cimport floating, _dot, blas_int
@@ -55,6 +55,7 @@ from nnc._kernels._activations cimport _activation_forward, _activation_backward
 from nnc._kernels._losses cimport _loss_gradient, LOSS_SOFTMAX_CE, LOSS_POISSON
 from nnc._kernels._optim cimport OptimConfig, _optimizer_step, _clip_grad_norm, OPT_SGD, OPT_ADAM
 from nnc._kernels._sizes cimport _checked_mul, _checked_add
+from nnc._kernels._comm cimport Allreduce, allreduce_fn
 
 import numpy as np
 
@@ -149,6 +150,7 @@ cdef enum:
     STATUS_NONFINITE_ = 1
     STATUS_ZERO_WEIGHT_ = 2
     STATUS_INTERRUPTED_ = 3
+    STATUS_COMM_ERROR_ = 4
 
 NCOL = NCOL_
 #: Python names of the plan columns
@@ -160,6 +162,9 @@ STATUS_OK = STATUS_OK_
 STATUS_NONFINITE = STATUS_NONFINITE_
 STATUS_ZERO_WEIGHT = STATUS_ZERO_WEIGHT_
 STATUS_INTERRUPTED = STATUS_INTERRUPTED_
+STATUS_COMM_ERROR = STATUS_COMM_ERROR_
+#: trailing slots of the gradient buffer in data-parallel epochs: loss share, Ctrl-C flag
+SYNC_TAIL = 2
 _N_ACT = 5          # activation codes 0..4 (``_activations``)
 
 # result_out slots of train_epoch
@@ -272,6 +277,44 @@ cdef void _backward(const i64* desc, const floating* slopes, Py_ssize_t L,
 
 # ---------------------------------------------------------------- the epoch
 
+cdef inline void _gather(const floating* X, const floating* Y, const int* labels,
+                         const floating* sw, const i64* idx, Py_ssize_t start, Py_ssize_t m,
+                         Py_ssize_t F0, Py_ssize_t K, floating* Xg, floating* Yg, int* labg,
+                         floating* swg, const floating** Xb, const floating** Yb,
+                         const int** labb, const floating** swb) noexcept nogil:
+    """The batch of rows start..start+m of the visiting order: copied into the leading rows of
+    the gather buffers (idx given), or contiguous slices of the inputs.  Outputs the pointers
+    Xb, Yb, labb, swb (left as they are for inputs that are NULL)."""
+    cdef Py_ssize_t r, k, row
+    cdef size_t xrow = F0 * sizeof(floating)
+    if idx != NULL:
+        for r in range(m):
+            row = idx[start + r]
+            memcpy(Xg + r * F0, X + row * F0, xrow)
+        Xb[0] = Xg
+        if labels != NULL:
+            for r in range(m):
+                labg[r] = labels[idx[start + r]]
+            labb[0] = labg
+        if Y != NULL:
+            for r in range(m):
+                row = idx[start + r]
+                for k in range(K):
+                    Yg[r * K + k] = Y[row * K + k]
+            Yb[0] = Yg
+        if sw != NULL:
+            for r in range(m):
+                swg[r] = sw[idx[start + r]]
+            swb[0] = swg
+    else:
+        Xb[0] = X + start * F0
+        if labels != NULL:
+            labb[0] = labels + start
+        if Y != NULL:
+            Yb[0] = Y + start * K
+        if sw != NULL:
+            swb[0] = sw + start
+
 cdef int _train_epoch(const i64* desc, const floating* slopes, Py_ssize_t L,
                       const floating* X, const floating* Y, const int* labels,
                       const floating* sw, const i64* idx,
@@ -284,46 +327,19 @@ cdef int _train_epoch(const i64* desc, const floating* slopes, Py_ssize_t L,
                       int poll) noexcept nogil:
     """One epoch of mini-batch training from sample `start` (see train_epoch); returns a STATUS_*
     code.  poll: stop after a batch when the SIGINT flag is set (STATUS_INTERRUPTED)."""
-    cdef Py_ssize_t m, r, k, row
-    cdef const floating* Xb
+    cdef Py_ssize_t m, r
+    cdef const floating* Xb = NULL
     cdef const floating* Yb = NULL
     cdef const int* labb = NULL
     cdef const floating* swb = NULL
     cdef const floating* Z
     cdef double sw_sum_loss, sw_sum, batch_loss, total = result_out[RES_TOTAL]
     cdef Py_ssize_t n_decay = cfg.n_decay
-    cdef size_t xrow = F0 * sizeof(floating)
     result_out[RES_DONE] = <double>start
     while start < N:
         m = min(B, N - start)
         # ---- the batch: leading rows of the gather buffers, or contiguous slices
-        if idx != NULL:
-            for r in range(m):
-                row = idx[start + r]
-                memcpy(Xg + r * F0, X + row * F0, xrow)
-            Xb = Xg
-            if labels != NULL:
-                for r in range(m):
-                    labg[r] = labels[idx[start + r]]
-                labb = labg
-            if Y != NULL:
-                for r in range(m):
-                    row = idx[start + r]
-                    for k in range(K):
-                        Yg[r * K + k] = Y[row * K + k]
-                Yb = Yg
-            if sw != NULL:
-                for r in range(m):
-                    swg[r] = sw[idx[start + r]]
-                swb = swg
-        else:
-            Xb = X + start * F0
-            if labels != NULL:
-                labb = labels + start
-            if Y != NULL:
-                Yb = Y + start * K
-            if sw != NULL:
-                swb = sw + start
+        _gather(X, Y, labels, sw, idx, start, m, F0, K, Xg, Yg, labg, swg, &Xb, &Yb, &labb, &swb)
         # ---- batch weight: the loss kernel's double sum, and NumPy's sum for L2 / optimizer
         if swb == NULL:
             sw_sum_loss = <double>m
@@ -364,6 +380,90 @@ cdef int _train_epoch(const i64* desc, const floating* slopes, Py_ssize_t L,
             result_out[RES_TOTAL] = total
             result_out[RES_LOSS] = 0.0
             result_out[RES_START] = <double>start
+            result_out[RES_T] = <double>cfg.t
+            return STATUS_INTERRUPTED_
+    result_out[RES_TOTAL] = total
+    result_out[RES_LOSS] = 0.0
+    result_out[RES_START] = -1.0
+    result_out[RES_T] = <double>cfg.t
+    return STATUS_OK_
+
+
+cdef int _train_epoch_synced(const i64* desc, const floating* slopes, Py_ssize_t L,
+                             const floating* X, const floating* Y, const int* labels,
+                             const floating* sw, const i64* idx,
+                             Py_ssize_t N, Py_ssize_t F0, Py_ssize_t K, Py_ssize_t B,
+                             const double* plan, Py_ssize_t n_steps,
+                             floating* params, floating* grads, Py_ssize_t P,
+                             floating* s1, floating* s2, OptimConfig* cfg, double alpha,
+                             int loss, double loss_scale, double clip,
+                             floating* ws, floating* d0, floating* d1, floating* Xg,
+                             floating* Yg, int* labg, floating* swg, double* result_out,
+                             Py_ssize_t step, int poll, allreduce_fn reduce,
+                             void* reduce_ctx) noexcept nogil:
+    """One data-parallel epoch from step `step` (see train_epoch): this rank's batch s holds its
+    rows s*B .. s*B+B-1 (possibly none), ``plan[2s]`` / ``plan[2s+1]`` are the sample-weight sum
+    W and the row count M of step s over ALL ranks.  Per step: forward, the loss gradient
+    normalised by W (so this rank's gradient and loss are its share of the global mean), backward
+    into grads[:P], grads[P] <- this rank's loss share, grads[P+1] <- 1 when Ctrl-C is pending;
+    ONE in-place allreduce (SUM) of grads[:P+2]; then on every rank the same global loss check,
+    clipping and optimizer step.  Returns a STATUS_* code."""
+    cdef Py_ssize_t m, a
+    cdef const floating* Xb = NULL
+    cdef const floating* Yb = NULL
+    cdef const int* labb = NULL
+    cdef const floating* swb = NULL
+    cdef const floating* Z
+    cdef double W, M, part, batch_loss, total = result_out[RES_TOTAL]
+    cdef double done = result_out[RES_DONE]
+    cdef Py_ssize_t n_decay = cfg.n_decay
+    cdef int rc
+    cdef int is_double = floating is double
+    while step < n_steps:
+        a = step * B
+        m = N - a if N - a < B else B
+        W = plan[2 * step]
+        M = plan[2 * step + 1]
+        if m > 0:
+            _gather(X, Y, labels, sw, idx, a, m, F0, K, Xg, Yg, labg, swg, &Xb, &Yb, &labb,
+                    &swb)
+            Z = _forward(desc, slopes, L, Xb, params, ws, B, m)
+            part = loss_scale * _loss_gradient(loss, Z, Yb, labb, swb, W, d0, m, K)
+            _backward(desc, slopes, L, Xb, params, grads, ws, B, m, d0, d1)
+        else:
+            memset(grads, 0, P * sizeof(floating))
+            part = 0.0
+        grads[P] = <floating>part
+        grads[P + 1] = 1 if (poll and nnc_sigint_pending()) else 0
+        rc = reduce(reduce_ctx, grads, P + 2, is_double)
+        if rc != 0:
+            result_out[RES_TOTAL] = total
+            result_out[RES_LOSS] = <double>rc
+            result_out[RES_START] = <double>step
+            result_out[RES_T] = <double>cfg.t
+            return STATUS_COMM_ERROR_
+        batch_loss = <double>grads[P]
+        if alpha != 0.0:
+            batch_loss = batch_loss + alpha * (0.5 * <double>_dot(<blas_int>n_decay, params,
+                                                                  params)) / W
+        if not isfinite(batch_loss):
+            result_out[RES_TOTAL] = total
+            result_out[RES_LOSS] = batch_loss
+            result_out[RES_START] = <double>step
+            result_out[RES_T] = <double>cfg.t
+            return STATUS_NONFINITE_
+        if clip > 0.0:
+            _clip_grad_norm(grads, P, clip)
+        cfg.decay = alpha / W
+        _optimizer_step(cfg, params, grads, s1, s2, P)
+        total += batch_loss * M
+        done += M
+        step += 1
+        result_out[RES_DONE] = done
+        if grads[P + 1] != 0 and step < n_steps:
+            result_out[RES_TOTAL] = total
+            result_out[RES_LOSS] = 0.0
+            result_out[RES_START] = <double>step
             result_out[RES_T] = <double>cfg.t
             return STATUS_INTERRUPTED_
     result_out[RES_TOTAL] = total
@@ -438,7 +538,8 @@ def train_epoch(const i64[:, ::1] desc, const floating[::1] slopes,
                 int loss, double loss_scale, double clip,
                 floating[::1] ws_out, floating[:, ::1] D_out, floating[:, ::1] Xg_out,
                 floating[:, ::1] Yg_out, int[::1] labg_out, floating[::1] swg_out,
-                double[::1] result_out, Py_ssize_t start=0, bint poll=False):
+                double[::1] result_out, Py_ssize_t start=0, bint poll=False,
+                const double[::1] plan=None, Allreduce comm=None):
     """One epoch of mini-batch training on a dense network; returns a STATUS_* code.
 
     For each batch (rows indices[start:start+B], or contiguous rows when indices is None): gather,
@@ -451,6 +552,13 @@ def train_epoch(const i64[:, ::1] desc, const floating[::1] slopes,
     read from result_out[RES_TOTAL]).  poll (main thread only): Ctrl-C stops the epoch after
     the batch in progress (STATUS_INTERRUPTED; RES_START / RES_DONE say where), and Python's
     signal handlers run before this returns.
+
+    Data-parallel (``comm`` given, an ``_comm.Allreduce``; see _train_epoch_synced): ``plan``
+    (2 * n_steps,) holds the global sample-weight sum and row count of every step (all ranks run
+    n_steps steps, a rank's batch may be empty), ``grads_out`` has SYNC_TAIL extra trailing
+    slots for the in-band loss share and Ctrl-C flag, ``start`` is a STEP index, RES_DONE counts
+    the global samples of the steps done, and a failed allreduce is STATUS_COMM_ERROR (its code
+    in RES_LOSS).
     Every shape, offset, index and label is checked here before the nogil call."""
     cdef Py_ssize_t N = X.shape[0], F0 = X.shape[1], L = desc.shape[0], B = batch_size
     cdef Py_ssize_t P = params_out.shape[0], i, maxw, K, units
@@ -464,9 +572,28 @@ def train_epoch(const i64[:, ::1] desc, const floating[::1] slopes,
     cdef floating* s1_ptr = NULL
     cdef floating* s2_ptr = NULL
     cdef int status
+    cdef Py_ssize_t n_steps = 0
+    cdef Py_ssize_t P_grads = P
     if N < 1 or B < 1:
         raise ValueError(f"train_epoch: need N >= 1 and batch_size >= 1, got {N}, {B}")
-    if start < 0 or start >= N:
+    if (plan is None) != (comm is None):
+        raise ValueError("train_epoch: plan and comm go together (data-parallel epochs)")
+    if comm is not None:
+        if comm.fn == NULL:
+            raise ValueError("train_epoch: comm has no allreduce function")
+        if plan.shape[0] % 2 != 0 or plan.shape[0] == 0:
+            raise ValueError("train_epoch: plan must hold (W, M) for every step")
+        n_steps = plan.shape[0] // 2
+        if _checked_mul(n_steps, B, "train_epoch: n_steps * batch_size") < N:
+            raise ValueError(f"train_epoch: {n_steps} steps of {B} rows do not cover {N} rows")
+        for i in range(n_steps):
+            if not (plan[2 * i] > 0.0 and isfinite(plan[2 * i])) or not (plan[2 * i + 1] >= 0.0):
+                raise ValueError(f"train_epoch: step {i} has weight sum {plan[2 * i]} and "
+                                 f"{plan[2 * i + 1]} rows; need a positive finite sum")
+        if start < 0 or start >= n_steps:
+            raise ValueError(f"train_epoch: start must lie in [0, {n_steps}), got {start}")
+        P_grads = P + SYNC_TAIL
+    elif start < 0 or start >= N:
         raise ValueError(f"train_epoch: start must lie in [0, {N}), got {start}")
     K = desc[L - 1, COL_U] if L > 0 else 0
     if D_out.shape[0] != 2 or ws_out.shape[0] % B != 0:
@@ -477,8 +604,9 @@ def train_epoch(const i64[:, ::1] desc, const floating[::1] slopes,
         raise ValueError("train_epoch: slopes must have one entry per layer")
     if D_out.shape[1] < _checked_mul(B, maxw, "train_epoch: B * maxw"):
         raise ValueError(f"train_epoch: D_out rows must hold {B * maxw} values")
-    if grads_out.shape[0] != P:
-        raise ValueError("train_epoch: params and grads differ in length")
+    if grads_out.shape[0] != P_grads:
+        raise ValueError(f"train_epoch: grads must hold {P_grads} values (params: {P}"
+                         + (f" + {SYNC_TAIL} trailing slots)" if comm is not None else ")"))
     if result_out.shape[0] != N_RESULT_:
         raise ValueError(f"train_epoch: result_out must have {N_RESULT_} slots")
     cfg = config
@@ -542,6 +670,29 @@ def train_epoch(const i64[:, ::1] desc, const floating[::1] slopes,
         result_out[RES_TOTAL] = 0.0
     cdef unsigned int csr
     cdef int polling = nnc_sigint_install() if poll else 0
+    cdef allreduce_fn reduce = NULL
+    cdef void* reduce_ctx = NULL
+    if comm is not None:
+        reduce = comm.fn
+        reduce_ctx = comm.ctx
+        if start == 0:
+            result_out[RES_DONE] = 0.0
+        with nogil:
+            csr = nnc_ftz_enter()
+            status = _train_epoch_synced(
+                &desc[0, 0], &slopes[0], L, &X[0, 0], Y_ptr, lab_ptr, sw_ptr, idx_ptr, N, F0, K,
+                B, &plan[0], n_steps, &params_out[0], &grads_out[0], P, s1_ptr, s2_ptr, &cfg,
+                cfg.alpha, loss, loss_scale, clip, &ws_out[0], &D_out[0, 0], &D_out[1, 0],
+                &Xg_out[0, 0] if idx_ptr != NULL else <floating*>NULL,
+                &Yg_out[0, 0] if (idx_ptr != NULL and Y_ptr != NULL) else <floating*>NULL,
+                &labg_out[0] if (idx_ptr != NULL and lab_ptr != NULL) else <int*>NULL,
+                &swg_out[0] if (idx_ptr != NULL and sw_ptr != NULL) else <floating*>NULL,
+                &result_out[0], start, polling, reduce, reduce_ctx)
+            nnc_ftz_leave(csr)
+        if polling:
+            nnc_sigint_restore()
+            PyErr_CheckSignals()   # Python's handler runs now (the guard records the signal)
+        return status
     with nogil:
         csr = nnc_ftz_enter()
         status = _train_epoch(
