@@ -209,6 +209,42 @@ def global_pool_backward(dY, X, is_max, channels_last):
     return dX3.transpose(0, 2, 1).reshape(X.shape).astype(X.dtype)
 
 
+def masked_global_pool_forward(X, mask, is_max):
+    """Channels-last (N, T, F) pooling over the positions with mask True only: (Y (N, F),
+    argmax (N, F) or None); a sample with no real position gives 0 (argmax 0)."""
+    N, T, F = X.shape
+    Y = np.zeros((N, F), X.dtype)
+    arg = np.zeros((N, F), np.intc)
+    for n in range(N):
+        real = np.flatnonzero(mask[n])
+        if real.size == 0:
+            continue
+        if is_max:
+            j = X[n, real].argmax(axis=0)
+            arg[n] = real[j]
+            Y[n] = X[n, real[j], np.arange(F)]
+        else:
+            Y[n] = X[n, real].astype(np.float64).mean(axis=0)
+    return Y, (arg if is_max else None)
+
+
+def masked_global_pool_backward(dY, X, mask, is_max):
+    """dX (N, T, F) of masked_global_pool_forward: 0 at the padded positions and for a sample
+    with no real position."""
+    N, T, F = X.shape
+    dX = np.zeros((N, T, F))
+    _, arg = masked_global_pool_forward(X, mask, is_max)
+    for n in range(N):
+        real = np.flatnonzero(mask[n])
+        if real.size == 0:
+            continue
+        if is_max:
+            dX[n, arg[n], np.arange(F)] = dY[n]
+        else:
+            dX[n, real] = dY[n].astype(np.float64) / real.size
+    return dX.astype(X.dtype)
+
+
 def dropout_forward(X, U, rate):
     """Inverted dropout with uniforms U: keep where U >= rate, scale by 1 / (1 - rate)."""
     mask = (U >= rate).astype(np.float64) / (1.0 - rate)

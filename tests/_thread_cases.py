@@ -433,6 +433,13 @@ def case_interleave_attention():
                             L.Dense(3)], (8,), make_X=_padded_ids)
     problems += _interleave([L.Residual([L.LayerNorm(), L.MultiHeadSelfAttention(4, 8)])],
                             [L.Dense(2)], (6, 8), "float32")
+    # held before the masked pools: each call's own mask must reach its own pool
+    problems += _interleave([L.Embedding(9, 8, padding_idx=0), L.TransformerEncoderBlock(8, 2, 12)],
+                            [L.GlobalAvgPool("channels_last"), L.Dense(3)], (8,),
+                            make_X=_padded_ids)
+    problems += _interleave([L.Embedding(9, 4, padding_idx=0)],
+                            [L.GlobalMaxPool("channels_last"), L.Dense(2)], (8,),
+                            make_X=_padded_ids)
     return problems
 
 

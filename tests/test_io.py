@@ -594,6 +594,9 @@ _BODIES = {
                   _tokens),
     "tokens_pooled": (lambda: [L.Embedding(7, 3), L.GlobalAvgPool("channels_last"), L.Dense(4)],
                       _tokens),
+    "tokens_masked_pool": (lambda: [L.Embedding(7, 3, padding_idx=0), L.LayerNorm(),
+                                    L.GlobalMaxPool("channels_last"), L.Dense(4)],
+                           _tokens),
 }
 
 

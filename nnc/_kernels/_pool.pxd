@@ -17,7 +17,7 @@ cdef void _avgpool2d_backward(const floating* dY, floating* dX, Py_ssize_t NC, P
                               Py_ssize_t OW, bint include_pad, int n_threads) noexcept nogil
 cdef void _global_pool_forward(const floating* X, floating* Y, int* arg, Py_ssize_t N,
                                Py_ssize_t S, Py_ssize_t C, bint channels_last, bint is_max,
-                               int n_threads) noexcept nogil
+                               const unsigned char* mask, int n_threads) noexcept nogil
 cdef void _global_pool_backward(const floating* dY, const int* arg, floating* dX, Py_ssize_t N,
                                 Py_ssize_t S, Py_ssize_t C, bint channels_last, bint is_max,
-                                int n_threads) noexcept nogil
+                                const unsigned char* mask, int n_threads) noexcept nogil

@@ -31,7 +31,12 @@ Buffers (C-contiguous, caller supplied):
                       position s of the first maximum, NaN winning as above); backward spreads
                       dY / S over the positions or puts dY at the argmax.  Passes run in
                       parallel (the thread policy, as above) over the samples (channels last)
-                      or the N C rows (channels first).
+                      or the N C rows (channels first).  Channels last may take a padding mask
+                      M (N, S) uint8 (1 = a real position): the mean / max over the real
+                      positions only, backward giving the padded positions 0; a sample with no
+                      real position pools to 0 with a zero gradient (its argmax is 0, a padded
+                      position, which backward skips).  Without a mask the loops are the
+                      unmasked ones, unchanged.
 """
 from libc.string cimport memset
 
@@ -437,17 +442,129 @@ cdef void _gmax_cl_samples(const floating* X, floating* Y, int* arg, Py_ssize_t 
                 a[c] = si if t else a[c]
 
 
+# Masked channels last ((N, T, F) sequences with a padding mask M (N, T) uint8, 1 = a real
+# position): only the real positions are pooled.  A sample with no real position gives 0 and a
+# zero gradient (as the attention kernel's rows with no key).  The mask is read once per position
+# (a branch per row of C values, not per value), so the inner loops over c stay those above.
+
+cdef void _gavg_cl_masked(const floating* X, const unsigned char* M, floating* Y, Py_ssize_t n0,
+                          Py_ssize_t n1, Py_ssize_t S, Py_ssize_t C) noexcept nogil:
+    """Y[n] = sum of X[n, s] over the real positions s / their number (0 if none)."""
+    cdef Py_ssize_t n, s, c, count
+    cdef floating scale
+    cdef const floating* x
+    cdef const unsigned char* m
+    cdef floating* y
+    for n in range(n0, n1):
+        y = Y + n * C
+        m = M + n * S
+        for c in range(C):
+            y[c] = 0
+        count = 0
+        for s in range(S):
+            if m[s]:
+                count += 1
+                x = X + (n * S + s) * C
+                for c in range(C):
+                    y[c] = y[c] + x[c]
+        if count > 1:
+            scale = <floating>(1.0 / <double>count)
+            for c in range(C):
+                y[c] = y[c] * scale
+
+
+cdef void _gmax_cl_masked(const floating* X, const unsigned char* M, floating* Y, int* arg,
+                          Py_ssize_t n0, Py_ssize_t n1, Py_ssize_t S, Py_ssize_t C) noexcept nogil:
+    """Y[n] = max of X[n, s] over the real positions s, arg[n] = the first such s (a NaN wins:
+    the last NaN); no real position: Y[n] = 0 and arg[n] = 0 (backward then gives 0, since
+    position 0 is padding)."""
+    cdef Py_ssize_t n, s, s0, c
+    cdef int t, si
+    cdef floating v
+    cdef const floating* x
+    cdef const unsigned char* m
+    cdef floating* y
+    cdef int* a
+    for n in range(n0, n1):
+        y = Y + n * C
+        a = arg + n * C
+        m = M + n * S
+        s0 = 0
+        while s0 < S and not m[s0]:
+            s0 += 1
+        if s0 == S:
+            for c in range(C):
+                y[c] = 0
+                a[c] = 0
+            continue
+        x = X + (n * S + s0) * C
+        si = <int>s0
+        for c in range(C):
+            y[c] = x[c]
+            a[c] = si
+        for s in range(s0 + 1, S):
+            if not m[s]:
+                continue
+            x = X + (n * S + s) * C
+            si = <int>s
+            for c in range(C):
+                v = x[c]
+                t = (v > y[c]) | (v != v)
+                y[c] = v if t else y[c]
+                a[c] = si if t else a[c]
+
+
+cdef void _global_back_cl_masked(const floating* dY, const int* arg, const unsigned char* M,
+                                 floating* dX, Py_ssize_t n0, Py_ssize_t n1, Py_ssize_t S,
+                                 Py_ssize_t C, bint is_max) noexcept nogil:
+    """Samples [n0, n1): mean: dX[n, s] = dY[n] / (real positions) at the real positions, 0 at
+    the padded ones; max: dY[n, c] at arg[n, c] when that position is real, 0 elsewhere."""
+    cdef Py_ssize_t n, s, c, count
+    cdef floating scale
+    cdef const floating* dy
+    cdef const unsigned char* m
+    cdef floating* dx
+    cdef const int* a
+    for n in range(n0, n1):
+        dy = dY + n * C
+        m = M + n * S
+        if is_max:
+            memset(dX + n * S * C, 0, S * C * sizeof(floating))
+            a = arg + n * C
+            for c in range(C):
+                if m[a[c]]:
+                    dX[(n * S + a[c]) * C + c] = dy[c]
+            continue
+        count = 0
+        for s in range(S):
+            count += m[s] != 0
+        scale = <floating>(1.0 / <double>count) if count > 0 else <floating>0
+        for s in range(S):
+            dx = dX + (n * S + s) * C
+            if m[s]:
+                for c in range(C):
+                    dx[c] = dy[c] * scale
+            else:
+                memset(dx, 0, C * sizeof(floating))
+
+
 cdef void _global_pool_forward(const floating* X, floating* Y, int* arg, Py_ssize_t N,
                                Py_ssize_t S, Py_ssize_t C, bint channels_last, bint is_max,
-                               int n_threads) noexcept nogil:
-    """Y (N, C) = mean / max over the S positions of X."""
-    _global_jobs(True, X, NULL, Y, arg, N, S, C, channels_last, is_max, n_threads)
+                               const unsigned char* mask, int n_threads) noexcept nogil:
+    """Y (N, C) = mean / max over the S positions of X (the real ones only when `mask`, (N, S),
+    is not NULL: channels last only)."""
+    _global_jobs(True, X, NULL, Y, arg, N, S, C, channels_last, is_max, mask, n_threads)
 
 
 cdef inline void _global_pool_chunk(const floating* X, floating* Y, int* arg, Py_ssize_t i0,
                                     Py_ssize_t i1, Py_ssize_t S, Py_ssize_t C, bint channels_last,
-                                    bint is_max) noexcept nogil:
-    if channels_last:
+                                    bint is_max, const unsigned char* mask) noexcept nogil:
+    if mask != NULL:
+        if is_max:
+            _gmax_cl_masked(X, mask, Y, arg, i0, i1, S, C)
+        else:
+            _gavg_cl_masked(X, mask, Y, i0, i1, S, C)
+    elif channels_last:
         if is_max:
             _gmax_cl_samples(X, Y, arg, i0, i1, S, C)
         else:
@@ -460,15 +577,17 @@ cdef inline void _global_pool_chunk(const floating* X, floating* Y, int* arg, Py
 
 cdef void _global_back_chunk(const floating* dY, const int* arg, floating* dX, Py_ssize_t i0,
                              Py_ssize_t i1, Py_ssize_t S, Py_ssize_t C, bint channels_last,
-                             bint is_max) noexcept nogil:
+                             bint is_max, const unsigned char* mask) noexcept nogil:
     """Items [i0, i1) (samples when channels last, else (n, c) rows): dX = dY / S over the
-    positions, or dY at the argmax and 0 elsewhere."""
+    positions, or dY at the argmax and 0 elsewhere (masked: _global_back_cl_masked)."""
     cdef Py_ssize_t i, s, c
     cdef floating scale = <floating>(1.0 / <double>S)
     cdef floating g
     cdef floating* dx
     cdef const floating* dy
-    if channels_last:
+    if mask != NULL:
+        _global_back_cl_masked(dY, arg, mask, dX, i0, i1, S, C, is_max)
+    elif channels_last:
         for i in range(i0, i1):
             dy = dY + i * C
             if is_max:
@@ -494,8 +613,8 @@ cdef void _global_back_chunk(const floating* dY, const int* arg, floating* dX, P
 
 cdef void _global_pool_backward(const floating* dY, const int* arg, floating* dX, Py_ssize_t N,
                                 Py_ssize_t S, Py_ssize_t C, bint channels_last, bint is_max,
-                                int n_threads) noexcept nogil:
-    _global_jobs(False, dY, arg, dX, NULL, N, S, C, channels_last, is_max, n_threads)
+                                const unsigned char* mask, int n_threads) noexcept nogil:
+    _global_jobs(False, dY, arg, dX, NULL, N, S, C, channels_last, is_max, mask, n_threads)
 
 
 # ---------------------------------------------------------------- passes as jobs
@@ -591,6 +710,7 @@ cdef struct GlobalJob:
     const int* arg_in       # max backward: the argmax indices
     void* dst               # Y (forward) or dX (backward)
     int* arg_out            # max forward: the argmax indices
+    const unsigned char* mask   # (N, S) padding mask (channels last), or NULL
     Py_ssize_t lo, hi       # items [lo, hi)
     Py_ssize_t S, C
 
@@ -598,10 +718,10 @@ cdef struct GlobalJob:
 cdef void _global_items(GlobalJob* j, floating tag) noexcept nogil:
     if j.forward:
         _global_pool_chunk(<const floating*>j.src, <floating*>j.dst, j.arg_out, j.lo, j.hi, j.S,
-                           j.C, j.channels_last, j.is_max)
+                           j.C, j.channels_last, j.is_max, j.mask)
     else:
         _global_back_chunk(<const floating*>j.src, j.arg_in, <floating*>j.dst, j.lo, j.hi, j.S,
-                           j.C, j.channels_last, j.is_max)
+                           j.C, j.channels_last, j.is_max, j.mask)
 
 
 cdef void _global_job(void* p) noexcept nogil:
@@ -614,8 +734,10 @@ cdef void _global_job(void* p) noexcept nogil:
 
 cdef void _global_jobs(bint forward, const floating* src, const int* arg_in, floating* dst,
                        int* arg_out, Py_ssize_t N, Py_ssize_t S, Py_ssize_t C,
-                       bint channels_last, bint is_max, int n_threads) noexcept nogil:
-    """A global pass over N S C elements as jobs over the items."""
+                       bint channels_last, bint is_max, const unsigned char* mask,
+                       int n_threads) noexcept nogil:
+    """A global pass over N S C elements as jobs over the items (a mask needs channels last:
+    the items are then the samples)."""
     cdef GlobalJob jobs[MAX_JOBS]
     cdef Py_ssize_t items = N if channels_last else N * C
     cdef int nt, t
@@ -631,6 +753,7 @@ cdef void _global_jobs(bint forward, const floating* src, const int* arg_in, flo
         jobs[t].arg_in = arg_in
         jobs[t].dst = dst
         jobs[t].arg_out = arg_out
+        jobs[t].mask = mask
         jobs[t].lo = _chunk_lo(items, nt, t)
         jobs[t].hi = _chunk_lo(items, nt, t + 1)
         jobs[t].S = S
@@ -790,63 +913,92 @@ cdef tuple _global_dims(Py_ssize_t* X_shape, Py_ssize_t* Y_shape, bint channels_
     return N, S, C
 
 
+cdef const unsigned char* _mask_ptr(const unsigned char[:, ::1] mask, Py_ssize_t N,
+                                    Py_ssize_t S, bint channels_last, str who) except? NULL:
+    """The padding mask's data, checked ((N, S) uint8, channels last only), or NULL for None."""
+    if mask is None:
+        return NULL
+    if not channels_last:
+        raise ValueError(f"{who}: a padding mask needs channels_last=True ((N, T, F) sequences)")
+    if (mask.shape[0], mask.shape[1]) != (N, S):
+        raise ValueError(f"{who}: mask has shape {(mask.shape[0], mask.shape[1])}, expected "
+                         f"{(N, S)}")
+    return &mask[0, 0]
+
+
 def global_avgpool_forward(const floating[:, :, ::1] X, floating[:, ::1] Y_out,
-                           bint channels_last=False, int n_threads=1):
-    """Y_out[n, c] = mean over the S positions of X (N, C, S), or (N, S, C) if channels_last."""
+                           bint channels_last=False, int n_threads=1,
+                           const unsigned char[:, ::1] mask=None):
+    """Y_out[n, c] = mean over the S positions of X (N, C, S), or (N, S, C) if channels_last;
+    with mask (N, S) uint8 (channels last): over the positions s with mask[n, s] != 0 only, 0
+    for a sample with none."""
     cdef Py_ssize_t N, S, C
+    cdef const unsigned char* m
     N, S, C = _global_dims(X.shape, Y_out.shape, channels_last, n_threads,
                            "global_avgpool_forward")
+    m = _mask_ptr(mask, N, S, channels_last, "global_avgpool_forward")
     if N == 0 or C == 0:
         return
     if S == 0:
         raise ValueError("global_avgpool_forward: no positions to pool over")
     with nogil:
         _global_pool_forward(&X[0, 0, 0], &Y_out[0, 0], NULL, N, S, C, channels_last, False,
-                             n_threads)
+                             m, n_threads)
 
 
 def global_avgpool_backward(const floating[:, ::1] dY, floating[:, :, ::1] dX_out,
-                            bint channels_last=False, int n_threads=1):
-    """dX_out = dY / S at every position."""
+                            bint channels_last=False, int n_threads=1,
+                            const unsigned char[:, ::1] mask=None):
+    """dX_out = dY / S at every position; with mask (as forward): dY / (the sample's real
+    positions) at its real positions and 0 at the padded ones (all 0 for a sample with none)."""
     cdef Py_ssize_t N, S, C
+    cdef const unsigned char* m
     N, S, C = _global_dims(dX_out.shape, dY.shape, channels_last, n_threads,
                            "global_avgpool_backward")
+    m = _mask_ptr(mask, N, S, channels_last, "global_avgpool_backward")
     if N == 0 or C == 0 or S == 0:
         return
     with nogil:
         _global_pool_backward(&dY[0, 0], NULL, &dX_out[0, 0, 0], N, S, C, channels_last, False,
-                              n_threads)
+                              m, n_threads)
 
 
 def global_maxpool_forward(const floating[:, :, ::1] X, floating[:, ::1] Y_out,
-                           int[:, ::1] argmax_out, bint channels_last=False, int n_threads=1):
+                           int[:, ::1] argmax_out, bint channels_last=False, int n_threads=1,
+                           const unsigned char[:, ::1] mask=None):
     """Y_out[n, c] = max over the S positions; argmax_out[n, c] = the position of the first
-    maximum (a NaN wins: the last NaN)."""
+    maximum (a NaN wins: the last NaN).  With mask (N, S) uint8 (channels last): over the
+    positions s with mask[n, s] != 0 only; a sample with none gets Y_out 0 and argmax_out 0."""
     cdef Py_ssize_t N, S, C
+    cdef const unsigned char* m
     N, S, C = _global_dims(X.shape, Y_out.shape, channels_last, n_threads,
                            "global_maxpool_forward")
     if (argmax_out.shape[0], argmax_out.shape[1]) != (N, C):
         raise ValueError("global_maxpool_forward: argmax_out must have the shape of Y_out")
+    m = _mask_ptr(mask, N, S, channels_last, "global_maxpool_forward")
     if N == 0 or C == 0:
         return
     if S == 0:
         raise ValueError("global_maxpool_forward: no positions to pool over")
     with nogil:
         _global_pool_forward(&X[0, 0, 0], &Y_out[0, 0], &argmax_out[0, 0], N, S, C,
-                             channels_last, True, n_threads)
+                             channels_last, True, m, n_threads)
 
 
 def global_maxpool_backward(const floating[:, ::1] dY, const int[:, ::1] argmax,
                             floating[:, :, ::1] dX_out, bint channels_last=False,
-                            int n_threads=1):
-    """dX_out = 0, then dY[n, c] at position argmax[n, c] (every index checked first)."""
+                            int n_threads=1, const unsigned char[:, ::1] mask=None):
+    """dX_out = 0, then dY[n, c] at position argmax[n, c] (every index checked first); with
+    mask (as forward): only where that position is real (so 0 for a sample with none)."""
     cdef Py_ssize_t N, S, C, i, n_bad = 0
     cdef unsigned int uS
     cdef const int* a
+    cdef const unsigned char* m
     N, S, C = _global_dims(dX_out.shape, dY.shape, channels_last, n_threads,
                            "global_maxpool_backward")
     if (argmax.shape[0], argmax.shape[1]) != (N, C):
         raise ValueError("global_maxpool_backward: argmax must have the shape of dY")
+    m = _mask_ptr(mask, N, S, channels_last, "global_maxpool_backward")
     if N == 0 or C == 0 or S == 0:
         return
     a = &argmax[0, 0]
@@ -858,4 +1010,4 @@ def global_maxpool_backward(const floating[:, ::1] dY, const int[:, ::1] argmax,
         raise ValueError(f"global_maxpool_backward: {n_bad} argmax entries outside [0, {S})")
     with nogil:
         _global_pool_backward(&dY[0, 0], a, &dX_out[0, 0, 0], N, S, C, channels_last, True,
-                              n_threads)
+                              m, n_threads)

@@ -113,7 +113,7 @@ class Graph:
 
     ``mask`` is the name of the bool (n, T) sequence mask of the tensor being exported (True at
     real positions), or None: ``_layers.export_layers`` sets it as nnc's layers carry theirs
-    (nnc/layers/_base.py, "Sequence masks") and the attention exporter reads it.
+    (nnc/layers/_base.py, "Sequence masks") and the attention and global pool exporters read it.
     """
 
     def __init__(self, sink, dtype, opset, force_decompose=False):

@@ -219,11 +219,29 @@ def _avg_pool(g, layer, x):
 @register(GlobalAvgPool, GlobalMaxPool)
 def _global_pool(g, layer, x):
     """ReduceMean / ReduceMax over the positions (both have float64 kernels): every sample axis
-    but the first (channels first) or the last (channels last)."""
+    but the first (channels first) or the last (channels last).  With a sequence mask (``g.mask``
+    reaching a (T, F) pool that reads it): the padded positions are replaced (Where) by 0 for
+    the mean, whose ReduceSum is divided by the number of real positions, or by the dtype's
+    lowest value for the max; a sample with no real position gives 0, as nnc does."""
     rank = len(layer.input_shape)
     axes = list(range(1, rank)) if layer._channels_last else list(range(2, rank + 1))
-    op = "ReduceMax" if isinstance(layer, GlobalMaxPool) else "ReduceMean"
-    return g.reduce(op, x, axes, "global_pool", keepdims=0)
+    is_max = isinstance(layer, GlobalMaxPool)
+    if g.mask is None or not layer.takes_mask:
+        op = "ReduceMax" if is_max else "ReduceMean"
+        return g.reduce(op, x, axes, "global_pool", keepdims=0)
+    real = g.unsqueeze(g.mask, [2], "real_positions")                        # (n, T, 1)
+    count = g.reduce("ReduceSum", g.op("Where", [real, g.const(1.0, "one"), g.const(0.0, "zero")],
+                                       "real_ones"), [1], "real_count", keepdims=0)  # (n, 1)
+    if is_max:
+        kept = g.op("Where", [real, x, g.const(np.finfo(g.dtype).min, "lowest")], "masked_x")
+        y = g.reduce("ReduceMax", kept, [1], "masked_max", keepdims=0)
+    else:
+        kept = g.op("Where", [real, x, g.const(0.0, "zero")], "masked_x")
+        total = g.reduce("ReduceSum", kept, [1], "masked_sum", keepdims=0)
+        y = g.op("Div", [total, g.op("Max", [count, g.const(1.0, "one")], "real_count_1")],
+                 "masked_mean")
+    any_real = g.op("Greater", [count, g.const(0.0, "zero")], "any_real")    # (n, 1)
+    return g.op("Where", [any_real, y, g.const(0.0, "zero")], "global_pool")
 
 
 # --------------------------------------------------------------------------- recurrent

@@ -19,6 +19,14 @@ before the last (Keras's ``GlobalAveragePooling1D`` on sequences).  The default,
 'channels_first' for 3-D samples (C, H, W), the only image layout nnc has; for 2-D samples the
 two readings are equally likely, so the layer asks (a ValueError at build names both choices)
 rather than guess.
+
+Sequence masks.  On (T, F) sequences pooled channels last, the global pools read the padding mask
+of their input (layers/_base.py, "Sequence masks"; ``Embedding(padding_idx=...)`` makes it):
+GlobalAvgPool averages the real positions only (the masked mean of transformer classifiers) and
+GlobalMaxPool takes the maximum over them, so padding added after a sequence does not change its
+pooled features.  A sample whose positions are all padding pools to 0, with a zero gradient.
+The pools end the mask (their output has no positions).  Without a mask (and channels first, or
+on (H, W, C) samples) nothing changes.
 """
 import math
 
@@ -244,6 +252,21 @@ class _GlobalPool(Layer):
     output_reusable = True
     _is_max = False
 
+    @property
+    def takes_mask(self):
+        """True once built on (T, F) sequences pooled channels last: the padded positions are
+        then left out (see the module docstring)."""
+        return bool(self.__dict__.get("_channels_last")) and len(self.input_shape) == 2
+
+    def set_mask(self, mask):
+        self._check_built("set_mask")
+        if not self.takes_mask:
+            raise TypeError(f"{type(self).__name__} reads a sequence mask only on (T, F) samples "
+                            f"with data_format='channels_last', not on {self.input_shape} "
+                            f"samples pooled "
+                            f"{'channels last' if self._channels_last else 'channels first'}")
+        super().set_mask(mask)
+
     def __init__(self, data_format=None):
         super().__init__()
         if data_format is not None and data_format not in _FORMATS:
@@ -289,11 +312,14 @@ class _GlobalPool(Layer):
         n = X.shape[0]
         X3 = X.reshape((n,) + self._shape3)
         Y = self._ws_out[:n]
+        mask = self._mask_rows(n) if self.takes_mask else None
+        # the mask this forward used, as uint8 (no copy), for backward
+        mask = self._cache_pool_mask = None if mask is None else mask.view(np.uint8)
         if self._is_max:
             _pool.global_maxpool_forward(X3, Y, self._ws_argmax[:n], self._channels_last,
-                                         n_threads())
+                                         n_threads(), mask)
         else:
-            _pool.global_avgpool_forward(X3, Y, self._channels_last, n_threads())
+            _pool.global_avgpool_forward(X3, Y, self._channels_last, n_threads(), mask)
         return Y
 
     def _backward(self, dY, need_dX):
@@ -302,11 +328,15 @@ class _GlobalPool(Layer):
         n = dY.shape[0]
         dX = self._ws_dX[:n]
         dX3 = dX.reshape((n,) + self._shape3)
+        mask = self.__dict__.get("_cache_pool_mask")
+        if mask is not None and mask.shape[0] != n:
+            raise RuntimeError(f"{type(self).__name__}.backward: the last forward had "
+                               f"{mask.shape[0]} masked samples, dY has {n}")
         if self._is_max:
             _pool.global_maxpool_backward(dY, self._ws_argmax[:n], dX3, self._channels_last,
-                                          n_threads())
+                                          n_threads(), mask)
         else:
-            _pool.global_avgpool_backward(dY, dX3, self._channels_last, n_threads())
+            _pool.global_avgpool_backward(dY, dX3, self._channels_last, n_threads(), mask)
         return dX
 
     def get_config(self):
@@ -324,6 +354,13 @@ class GlobalAvgPool(_GlobalPool):
         samples (..., C) averaged over every axis before the last ((T, F) sequences; Keras's
         ``GlobalAveragePooling1D``).  None: 'channels_first' for (C, H, W) samples; 2-D samples
         must say which (ValueError at build).
+
+    Notes
+    -----
+    On (T, F) sequences with 'channels_last', a sequence mask (``Embedding(padding_idx=...)``
+    upstream, or ``set_mask``) restricts the mean to the real positions (the masked mean of
+    transformer classifiers, Keras's ``GlobalAveragePooling1D`` with a mask); a sample with no
+    real position gives 0, with a zero gradient.
     """
 
 
@@ -335,6 +372,11 @@ class GlobalMaxPool(_GlobalPool):
     ----------
     data_format : {None, 'channels_first', 'channels_last'}, default=None
         As GlobalAvgPool.
+
+    Notes
+    -----
+    As GlobalAvgPool, a sequence mask on (T, F) samples pooled 'channels_last' restricts the
+    maximum to the real positions; a sample with no real position gives 0, with a zero gradient.
     """
 
     _is_max = True

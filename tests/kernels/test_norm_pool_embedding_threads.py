@@ -1,11 +1,12 @@
-"""The normalization, embedding and padded / global pooling kernels under the thread policy: the
-same bytes on one thread and on the forced threads (governor off, thresholds 0), on OpenBLAS's
-pool and on an OpenMP team - except LayerNorm's dgamma / dbeta, summed per job then added (equal
-to rounding).  The fixtures come from tests/test_thread_policy.py."""
+"""The normalization, embedding and padded / global (also masked) pooling kernels under the
+thread policy: the same bytes on one thread and on the forced threads (governor off, thresholds
+0), on OpenBLAS's pool and on an OpenMP team - except LayerNorm's dgamma / dbeta, summed per job
+then added (equal to rounding).  The fixtures come from tests/test_thread_policy.py."""
 import numpy as np
 import pytest
 
 from nnc._kernels import _embedding, _norm, _pool
+from tests import _reference_conv as ref
 from tests.test_thread_policy import _both, forced, multi, runner  # noqa: F401 - fixtures
 
 DTYPES = [np.float32, np.float64]
@@ -43,6 +44,45 @@ def test_padded_and_global_pools_bit_identical_across_threads(runner, dtype):
     serial, threaded = _both(run)
     for a, c in zip(serial, threaded):
         np.testing.assert_array_equal(a, c)
+
+
+@multi
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_masked_global_pools_across_threads_match_reference(runner, dtype):
+    """Channels-last global pools with a padding mask (padded tails, padding inside, samples all
+    padding): the NumPy reference on one thread, the same bytes on the forced threads."""
+    rng = np.random.RandomState(4)
+    N, T, F = 23, 17, 40
+    X = rng.standard_normal((N, T, F)).astype(dtype)
+    M = rng.rand(N, T) > 0.3
+    M[::5] = np.arange(T) < rng.randint(0, T + 1)
+    M[3] = False
+    M[7] = True
+    X[~M] = np.nan                         # padded values must never be read into a result
+    dY = rng.standard_normal((N, F)).astype(dtype)
+    mask = M.view(np.uint8)
+
+    def run(nt):
+        Y, arg, dX = np.empty((N, F), dtype), np.empty((N, F), np.intc), np.empty_like(X)
+        Ya, dXa = np.empty((N, F), dtype), np.empty_like(X)
+        _pool.global_maxpool_forward(X, Y, arg, True, nt, mask)
+        _pool.global_maxpool_backward(dY, arg, dX, True, nt, mask)
+        _pool.global_avgpool_forward(X, Ya, True, nt, mask)
+        _pool.global_avgpool_backward(dY, dXa, True, nt, mask)
+        return Y, arg, dX, Ya, dXa
+
+    serial, threaded = _both(run)
+    for a, c in zip(serial, threaded):
+        np.testing.assert_array_equal(a, c)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    for is_max, (Y, dX) in ((True, (serial[0], serial[2])), (False, (serial[3], serial[4]))):
+        Yr, argr = ref.masked_global_pool_forward(X, M, is_max)
+        np.testing.assert_allclose(Y, Yr, rtol=tol, atol=tol)
+        np.testing.assert_allclose(dX, ref.masked_global_pool_backward(dY, X, M, is_max),
+                                   rtol=tol, atol=tol)
+        if is_max:
+            np.testing.assert_array_equal(serial[1], argr)
+        assert np.all(Y[3] == 0) and np.all(dX[3] == 0) and np.all(dX[~M] == 0)
 
 
 @multi

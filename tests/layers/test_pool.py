@@ -1,13 +1,16 @@
 """Pooling layers (MaxPool2D / AvgPool2D with padding, MaxPool1D / AvgPool1D, GlobalAvgPool /
-GlobalMaxPool): references, gradient checks, torch, shape fuzzing, configs and errors."""
+GlobalMaxPool, also with a sequence mask): references, gradient checks, torch, shape fuzzing,
+configs and errors."""
 import json
 
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from nnc.layers import (AvgPool1D, AvgPool2D, GlobalAvgPool, GlobalMaxPool, MaxPool1D,
-                        MaxPool2D)
+from nnc import Sequential
+from nnc._kernels import _pool
+from nnc.layers import (AvgPool1D, AvgPool2D, Dense, Embedding, GlobalAvgPool, GlobalMaxPool,
+                        MaxPool1D, MaxPool2D, PositionalEmbedding, TransformerEncoderBlock)
 from tests._harness import build_layer, check_layer_gradients
 from tests import _reference_conv as ref
 from tests._reference_conv import assert_close
@@ -367,3 +370,176 @@ def test_global_pool_data_format():
     layer = GlobalMaxPool("channels_last")
     assert GlobalMaxPool(**json.loads(json.dumps(layer.get_config()))).get_config() == \
         {"data_format": "channels_last"}
+
+
+# ------------------------------------------------------------------------- masked global pools
+def _masks(n, T, seed=0):
+    """(n, T) masks: a padded tail, padding inside, one sample all padding, one all real."""
+    rng = np.random.RandomState(seed)
+    mask = rng.rand(n, T) > 0.4
+    mask[0] = np.arange(T) < 2
+    mask[1] = False
+    mask[2] = True
+    return mask
+
+
+@pytest.mark.parametrize("cls", [GlobalAvgPool, GlobalMaxPool])
+@pytest.mark.parametrize("n", [3, 6])
+def test_masked_global_pools_match_reference(cls, n, dtype, rng):
+    T, F = 7, 5
+    layer = cls("channels_last")
+    build_layer(layer, (T, F), n, dtype)
+    assert layer.takes_mask and not layer.keeps_mask
+    X = _no_ties(n, (T, F), dtype, rng)
+    mask = _masks(n, T)
+    X[~mask] = np.nan if cls is GlobalMaxPool else np.inf   # padding never reaches the output
+    is_max = cls is GlobalMaxPool
+    layer.set_mask(mask)
+    Y = layer.forward(X, True)
+    Yr, _ = ref.masked_global_pool_forward(X, mask, is_max)
+    assert Y.dtype == dtype and np.all(np.isfinite(Y))
+    assert_close(Y, Yr, dtype)
+    assert np.all(Y[1] == 0)                               # every position padded: 0
+    dY = rng.standard_normal(Y.shape).astype(dtype)
+    dX = layer.backward(dY.copy(), True)
+    assert_close(dX, ref.masked_global_pool_backward(dY, X, mask, is_max), dtype)
+    assert np.all(dX[~mask] == 0) and np.all(dX[1] == 0)
+    # an all-real mask and no mask give the unmasked pool
+    Xf = _no_ties(n, (T, F), dtype, rng)
+    layer.set_mask(np.ones((n, T), bool))
+    Y_all = layer.forward(Xf, True).copy()
+    dX_all = layer.backward(dY.copy(), True).copy()
+    layer.set_mask(None)
+    np.testing.assert_array_equal(layer.forward(Xf, True), Y_all)
+    np.testing.assert_array_equal(layer.backward(dY.copy(), True), dX_all)
+
+
+@pytest.mark.parametrize("cls", [GlobalAvgPool, GlobalMaxPool])
+def test_masked_global_pool_gradients(cls, rng):
+    """float64 central differences through the masked pool (real positions: the mean / max
+    gradient; padded ones and a fully padded sample: 0)."""
+    n, T, F = 4, 6, 3
+    layer = cls("channels_last")
+    build_layer(layer, (T, F), n)
+    X = _no_ties(n, (T, F), np.float64, rng)
+    mask = _masks(n, T, 1)
+    layer.set_mask(mask)
+    R = rng.standard_normal((n, F))
+    layer.forward(X, True)
+    dX = layer.backward(R.copy(), True).copy()
+    eps = 1e-6
+    num = np.empty(X.size)
+    for i in range(X.size):
+        Xp, Xm = X.copy(), X.copy()
+        Xp.flat[i] += eps
+        Xm.flat[i] -= eps
+        num[i] = (np.sum(layer.forward(Xp, True) * R)
+                  - np.sum(layer.forward(Xm, True) * R)) / (2 * eps)
+    np.testing.assert_allclose(dX.ravel(), num, rtol=1e-7, atol=1e-9)
+    assert np.all(dX[~mask] == 0) and np.any(dX[mask] != 0)
+
+
+def test_masked_global_pool_errors():
+    layer = GlobalAvgPool("channels_last")
+    with pytest.raises(RuntimeError, match="not built"):
+        layer.set_mask(np.ones((2, 5), bool))
+    assert not layer.takes_mask
+    build_layer(layer, (5, 3), 2)
+    with pytest.raises(ValueError, match=r"boolean array of shape \(n, 5\)"):
+        layer.set_mask(np.ones((2, 4), bool))
+    with pytest.raises(ValueError, match="boolean array"):
+        layer.set_mask(np.ones((2, 5), np.uint8))
+    layer.set_mask(np.ones((3, 5), bool))
+    with pytest.raises(ValueError, match=r"the sequence mask has shape \(3, 5\)"):
+        layer.forward(np.zeros((2, 5, 3)))
+    for other, shape in ((GlobalMaxPool("channels_first"), (5, 3)),
+                         (GlobalAvgPool("channels_last"), (2, 5, 3)), (GlobalAvgPool(), (2, 5, 3))):
+        build_layer(other, shape, 2)
+        assert not other.takes_mask
+        with pytest.raises(TypeError, match="reads a sequence mask only on"):
+            other.set_mask(np.ones((2, shape[0]), bool))
+    # the kernels check their mask before touching memory
+    X, Y = np.zeros((2, 5, 3)), np.empty((2, 3))
+    arg = np.zeros((2, 3), np.intc)
+    with pytest.raises(ValueError, match=r"mask has shape \(2, 4\), expected \(2, 5\)"):
+        _pool.global_avgpool_forward(X, Y, True, 1, np.ones((2, 4), np.uint8))
+    with pytest.raises(ValueError, match=r"mask has shape \(1, 5\)"):
+        _pool.global_maxpool_backward(Y, arg, X, True, 1, np.ones((1, 5), np.uint8))
+    with pytest.raises(ValueError, match="needs channels_last"):
+        _pool.global_maxpool_forward(np.zeros((2, 3, 5)), Y, arg, False, 1,
+                                     np.ones((2, 5), np.uint8))
+    with pytest.raises(ValueError, match="dtype mismatch"):
+        _pool.global_avgpool_backward(Y, X, True, 1, np.ones((2, 5), np.int32))
+    bad = np.full((2, 3), 5, np.intc)
+    with pytest.raises(ValueError, match=r"argmax entries outside \[0, 5\)"):
+        _pool.global_maxpool_backward(Y, bad, X, True, 1, np.ones((2, 5), np.uint8))
+
+
+def _text_net(T, pool, padding_idx=0, dtype="float64"):
+    return Sequential([Embedding(10, 8, padding_idx=padding_idx), PositionalEmbedding(12, 8),
+                       TransformerEncoderBlock(8, 2, 16), pool, Dense(3)],
+                      loss="softmax_cross_entropy", input_shape=(T,), dtype=dtype,
+                      random_state=0)
+
+
+@pytest.mark.parametrize("cls", [GlobalAvgPool, GlobalMaxPool])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_padding_after_a_sequence_does_not_change_its_prediction(cls, dtype):
+    """Embedding(padding_idx) -> positions -> transformer -> masked pool: a sequence's prediction
+    is the same however much padding follows it (and in a batch of other lengths)."""
+    rng = np.random.RandomState(0)
+    seqs = [rng.randint(1, 10, L_) for L_ in (1, 3, 4, 2)]
+    tol = 1e-12 if dtype == "float64" else 2e-6
+    base = _text_net(4, cls("channels_last"), dtype=dtype)
+    want = None
+    for T in (4, 5, 9, 12):
+        net = _text_net(T, cls("channels_last"), dtype=dtype)
+        net.set_weights(base.get_weights())
+        X = np.zeros((len(seqs), T), np.int64)
+        for i, s in enumerate(seqs):
+            X[i, :s.size] = s
+        got = net.predict(X)
+        alone = np.vstack([net.predict(X[i:i + 1]) for i in range(len(seqs))])
+        np.testing.assert_allclose(got, alone, rtol=tol, atol=tol)
+        if want is None:
+            want = got
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+        # an all-padding row: the pool gives 0, the prediction is softmax(b) of the last Dense
+        Xp = np.zeros((1, T), np.int64)
+        b = net.layers[-1].get_weights()[1]
+        np.testing.assert_allclose(net.predict(Xp)[0], np.exp(b) / np.exp(b).sum(), rtol=tol)
+    # without the mask (no padding_idx) the padding changes the answer
+    plain = [_text_net(T, cls("channels_last"), padding_idx=None, dtype=dtype) for T in (4, 9)]
+    for net in plain:
+        net.set_weights(base.get_weights())
+    X4 = np.array([np.pad(s, (0, 4 - s.size)) for s in seqs])
+    X9 = np.array([np.pad(s, (0, 9 - s.size)) for s in seqs])
+    assert not np.allclose(plain[0].predict(X4), plain[1].predict(X9), rtol=1e-3, atol=1e-3)
+
+
+def test_masked_pool_network_gradients_and_training():
+    """check_gradients through the whole masked stack, and a tiny task that needs the masked
+    mean: the class is which token fills the (variable-length) real part."""
+    from nnc import NeuralNetClassifier, check_gradients
+    rng = np.random.RandomState(0)
+    X = np.zeros((8, 6), np.int64)
+    lengths = rng.randint(1, 7, 8)
+    for i, L_ in enumerate(lengths):
+        X[i, :L_] = rng.randint(1, 10, L_)
+    X[3] = 0
+    net = _text_net(6, GlobalAvgPool("channels_last"))
+    assert check_gradients(net, X, np.arange(8) % 3) < 1e-5
+    net = _text_net(6, GlobalMaxPool("channels_last"))
+    assert check_gradients(net, X, np.arange(8) % 3) < 1e-5
+    # learning: tokens 1-3 -> class 0, 4-6 -> 1, 7-9 -> 2, over 1 to 6 real positions
+    n = 240
+    y = rng.randint(0, 3, n)
+    X = np.zeros((n, 6), np.int64)
+    for i in range(n):
+        L_ = rng.randint(1, 7)
+        X[i, :L_] = rng.randint(1 + 3 * y[i], 4 + 3 * y[i], L_)
+    clf = NeuralNetClassifier(layers=[Embedding(10, 8, padding_idx=0),
+                                      GlobalAvgPool("channels_last"), Dense(3)],
+                              max_epochs=30, batch_size=16, random_state=0)
+    clf.fit(X, y)
+    assert clf.score(X, y) > 0.95

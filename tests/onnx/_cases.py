@@ -44,6 +44,13 @@ CASES = {
     "global_max_seq": (lambda: [L.GlobalMaxPool("channels_last")], (6, 4), "mse"),
     "global_avg_seq_stack": (lambda: [L.Embedding(9, 4), L.GlobalAvgPool("channels_last"),
                                       L.Dense(2)], (7,), "softmax_cross_entropy"),
+    "global_avg_masked_stack": (lambda: [L.Embedding(3, 6, padding_idx=0),
+                                         L.TransformerEncoderBlock(6, 2, 8),
+                                         L.GlobalAvgPool("channels_last"), L.Dense(2)], (4,),
+                                "softmax_cross_entropy"),
+    "global_max_masked_stack": (lambda: [L.Embedding(3, 4, padding_idx=0), L.Dense(5),
+                                         L.GlobalMaxPool("channels_last"), L.Dense(2)], (4,),
+                                "mse"),
     "global_max_conv1d_stack": (lambda: [L.Conv1D(3, 3, padding=1), L.GlobalMaxPool(
         "channels_first"), L.Dense(2)], (2, 8), "mse"),
     "cnn_stack": (lambda: [L.Conv2D(4, 3, padding=1), L.ReLU(), L.MaxPool2D(2),

@@ -95,3 +95,17 @@ def test_bigger_batch_than_exported_with_and_one_row():
     for n in (1, 300):
         X = np.random.RandomState(n).standard_normal((n,) + net.input_shape).astype(np.float32)
         np.testing.assert_allclose(run_onnx(model, X)[0], net.predict(X), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("case", ["global_avg_masked_stack", "global_max_masked_stack"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_masked_global_pools_with_padded_tails_and_empty_rows(case, dtype):
+    """The masked pools' export on padded tails, padding inside and all-padding rows (0 pooled,
+    as nnc)."""
+    net = random_network(case, dtype)
+    X = np.array([[1, 2, 0, 0], [0, 0, 0, 0], [2, 0, 1, 0], [1, 1, 1, 2], [0, 0, 0, 2]])
+    model = nnc.to_onnx(net)
+    (out,) = run_onnx(model, X)
+    tol = TOL[np.dtype(dtype)]
+    np.testing.assert_allclose(out, net.predict(X), rtol=tol, atol=tol)
+    assert "Where" in {node.op_type for node in model.graph.node}
