@@ -260,6 +260,10 @@ class Communicator:
         self.abort(1)
 
     def abort(self, code=1):
+        # MPI_Abort makes the launcher kill every rank at once, and mpiexec (hydra) may drop
+        # output its proxies have not forwarded yet: without this pause the message printed
+        # just before was lost in about 1 of 6 runs of tests/distributed/test_mpi.py.
+        time.sleep(0.5)
         try:
             self.comm.Abort(code)
         finally:                        # MPI_Abort does not return; if it did, leave anyway
