@@ -105,3 +105,49 @@ cdef inline void _dot_and_sum(const floating* g, const floating* x, Py_ssize_t n
         j += 1
     s[0] += (s0 + s1) + (s2 + s3)
     p[0] += (p0 + p1) + (p2 + p3)
+
+
+
+# The LayerNorm row kernels take their two sums of a row in two loops with one sum each, not one
+# loop with two: gcc 12 vectorises neither of two sums of float32 values widened to double in one
+# loop (it does one), and the two loops do not depend on each other, so the core overlaps them.
+
+cdef inline double _sum_prod(const floating* a, const floating* b, Py_ssize_t n) noexcept nogil:
+    """sum(a[:n] b[:n]) in double, each product rounded to the data type, eight lanes."""
+    cdef double s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0, s7 = 0
+    cdef Py_ssize_t j = 0
+    while j + 8 <= n:
+        s0 += <floating>(a[j] * b[j])
+        s1 += <floating>(a[j + 1] * b[j + 1])
+        s2 += <floating>(a[j + 2] * b[j + 2])
+        s3 += <floating>(a[j + 3] * b[j + 3])
+        s4 += <floating>(a[j + 4] * b[j + 4])
+        s5 += <floating>(a[j + 5] * b[j + 5])
+        s6 += <floating>(a[j + 6] * b[j + 6])
+        s7 += <floating>(a[j + 7] * b[j + 7])
+        j += 8
+    while j < n:
+        s0 += <floating>(a[j] * b[j])
+        j += 1
+    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+
+
+cdef inline double _sum_prod_dev(const floating* a, const floating* b, const floating* x,
+                                 Py_ssize_t n, double m) noexcept nogil:
+    """sum(a b (x - m)) over [:n] in double, a b rounded to the data type, eight lanes."""
+    cdef double s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0, s7 = 0
+    cdef Py_ssize_t j = 0
+    while j + 8 <= n:
+        s0 += <floating>(a[j] * b[j]) * (x[j] - m)
+        s1 += <floating>(a[j + 1] * b[j + 1]) * (x[j + 1] - m)
+        s2 += <floating>(a[j + 2] * b[j + 2]) * (x[j + 2] - m)
+        s3 += <floating>(a[j + 3] * b[j + 3]) * (x[j + 3] - m)
+        s4 += <floating>(a[j + 4] * b[j + 4]) * (x[j + 4] - m)
+        s5 += <floating>(a[j + 5] * b[j + 5]) * (x[j + 5] - m)
+        s6 += <floating>(a[j + 6] * b[j + 6]) * (x[j + 6] - m)
+        s7 += <floating>(a[j + 7] * b[j + 7]) * (x[j + 7] - m)
+        j += 8
+    while j < n:
+        s0 += <floating>(a[j] * b[j]) * (x[j] - m)
+        j += 1
+    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
