@@ -102,9 +102,14 @@ def _inputs(shape, batch, kind, rng):
 
 
 def _time(step, number, repeat):
-    """(min, median) wall µs of one step() over `repeat` repeats of `number` steps."""
-    for _ in range(max(3, number // 4)):
+    """(min, median) wall µs of one step() over `repeat` repeats of `number` steps, after a
+    warm-up of at least 0.5 s (nnc's load governor decides its thread budget within its first
+    ~0.2 s of work; a shorter run would time its serial start)."""
+    t_end = time.perf_counter() + 0.5
+    n_warm = 0
+    while n_warm < max(3, number // 4) or time.perf_counter() < t_end:
         step()
+        n_warm += 1
     times = []
     for _ in range(repeat):
         t0 = time.perf_counter()
