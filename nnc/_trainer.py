@@ -58,6 +58,24 @@ def _gather_buffers(net, X, y, sample_weight, batch_size):
     return bufs[1:]
 
 
+def _batch(X, y, sample_weight, indices, start, stop, Xg, yg, swg):
+    """Rows start:stop of the epoch's order: views of X, y, sample_weight when `indices` is None,
+    else gathered into the preallocated buffers Xg, yg, swg (``_gather_buffers``)."""
+    if indices is None:
+        return (X[start:stop], y[start:stop],
+                None if sample_weight is None else sample_weight[start:stop])
+    idx = indices[start:stop]
+    m = stop - start
+    Xb, yb = Xg[:m], yg[:m]
+    np.take(X, idx, axis=0, out=Xb)
+    np.take(y, idx, axis=0, out=yb)
+    swb = None
+    if sample_weight is not None:
+        swb = swg[:m]
+        np.take(sample_weight, idx, axis=0, out=swb)
+    return Xb, yb, swb
+
+
 def run_epoch(net, X, y, optimizer, batch_size, sample_weight=None, indices=None, loss_scale=1.0,
               on_batch=None, sync=None):
     n = X.shape[0]
@@ -103,18 +121,7 @@ def _python_epoch(net, X, y, optimizer, batch_size, sample_weight, indices, loss
         m = stop - start
         if on_batch is not None:
             on_batch.begin()
-        if indices is None:
-            Xb, yb = X[start:stop], y[start:stop]
-            swb = None if sample_weight is None else sample_weight[start:stop]
-        else:
-            idx = indices[start:stop]
-            Xb, yb = Xg[:m], yg[:m]
-            np.take(X, idx, axis=0, out=Xb)
-            np.take(y, idx, axis=0, out=yb)
-            swb = None
-            if sample_weight is not None:
-                swb = swg[:m]
-                np.take(sample_weight, idx, axis=0, out=swb)
+        Xb, yb, swb = _batch(X, y, sample_weight, indices, start, stop, Xg, yg, swg)
         sw_sum = float(m) if swb is None else float(swb.sum())
         loss = loss_scale * net._batch_loss_gradient(Xb, yb, swb)
         if alpha:
@@ -188,18 +195,7 @@ def _python_epoch_synced(net, X, y, optimizer, batch_size, sample_weight, indice
         if on_batch is not None:
             on_batch.begin()
         if m:
-            if indices is None:
-                Xb, yb = X[start:stop], y[start:stop]
-                swb = None if sample_weight is None else sample_weight[start:stop]
-            else:
-                idx = indices[start:stop]
-                Xb, yb = Xg[:m], yg[:m]
-                np.take(X, idx, axis=0, out=Xb)
-                np.take(y, idx, axis=0, out=yb)
-                swb = None
-                if sample_weight is not None:
-                    swb = swg[:m]
-                    np.take(sample_weight, idx, axis=0, out=swb)
+            Xb, yb, swb = _batch(X, y, sample_weight, indices, start, stop, Xg, yg, swg)
             local = float(m) if swb is None else float(swb.sum(dtype=np.float64))
         if local > 0:
             share = local / W

@@ -96,6 +96,15 @@ def check_input(X, dtype, sample_shape=None, name="X", allow_2d_flat=True, min_s
         raise ValueError(f"Expected 2D array, got 1D array instead: {name} has shape {arr.shape}. "
                          "Reshape your data either using array.reshape(-1, 1) if your data has a "
                          "single feature or array.reshape(1, -1) if it contains a single sample.")
+    arr = _check_samples(arr, sample_shape, name, allow_2d_flat, min_samples, ids=False)
+    out = np.ascontiguousarray(arr, dtype=dtype)
+    check_finite(out, name)
+    return out
+
+
+def _check_samples(arr, sample_shape, name, allow_2d_flat, min_samples, ids):
+    """The sample count and sample shape of an array with ndim >= 2 (a 2-D array with
+    prod(sample_shape) columns is reshaped when `allow_2d_flat`); `ids`: X holds token ids."""
     n = arr.shape[0]
     if n < min_samples:
         raise ValueError(f"Found array with {n} sample(s) (shape={arr.shape}) while a minimum of "
@@ -103,21 +112,22 @@ def check_input(X, dtype, sample_shape=None, name="X", allow_2d_flat=True, min_s
     if arr.ndim == 2 and arr.shape[1] == 0:
         raise ValueError(f"Found array with 0 feature(s) (shape={arr.shape}) while a minimum of 1 "
                          "is required.")
-    if sample_shape is not None:
-        sample_shape = tuple(int(s) for s in sample_shape)
-        if tuple(arr.shape[1:]) != sample_shape:
-            size = int(np.prod(sample_shape))
-            if allow_2d_flat and arr.ndim == 2 and arr.shape[1] == size:
-                arr = arr.reshape((n,) + sample_shape)
-            elif arr.ndim == 2 and len(sample_shape) == 1:
-                raise ValueError(f"{name} has {arr.shape[1]} features, but this model is expecting "
-                                 f"{sample_shape[0]} features as input.")
-            else:
-                raise ValueError(f"{name} has sample shape {tuple(arr.shape[1:])}, but this model "
-                                 f"expects {sample_shape} (or a 2-D array with {size} columns).")
-    out = np.ascontiguousarray(arr, dtype=dtype)
-    check_finite(out, name)
-    return out
+    if sample_shape is None:
+        return arr
+    sample_shape = tuple(int(s) for s in sample_shape)
+    if tuple(arr.shape[1:]) == sample_shape:
+        return arr
+    size = int(np.prod(sample_shape))
+    if allow_2d_flat and arr.ndim == 2 and arr.shape[1] == size:
+        return arr.reshape((n,) + sample_shape)
+    if ids:
+        raise ValueError(f"{name} has sample shape {tuple(arr.shape[1:])}, but this model expects "
+                         f"token ids of shape {sample_shape}.")
+    if arr.ndim == 2 and len(sample_shape) == 1:
+        raise ValueError(f"{name} has {arr.shape[1]} features, but this model is expecting "
+                         f"{sample_shape[0]} features as input.")
+    raise ValueError(f"{name} has sample shape {tuple(arr.shape[1:])}, but this model expects "
+                     f"{sample_shape} (or a 2-D array with {size} columns).")
 
 
 def _index(flat, shape):
@@ -146,22 +156,7 @@ def check_ids(X, n_tokens, sample_shape=None, name="X", allow_2d_flat=True, min_
             raise ValueError(f"Expected 2D array, got {arr.ndim}D array instead: {name} holds "
                              f"token ids, one row of shape {sample_shape or '(T,)'} per sample "
                              "(reshape a single sequence with ids.reshape(1, -1))")
-        n = arr.shape[0]
-        if n < min_samples:
-            raise ValueError(f"Found array with {n} sample(s) (shape={arr.shape}) while a minimum "
-                             f"of {min_samples} is required.")
-        if arr.ndim == 2 and arr.shape[1] == 0:
-            raise ValueError(f"Found array with 0 feature(s) (shape={arr.shape}) while a minimum "
-                             "of 1 is required.")
-        if sample_shape is not None:
-            sample_shape = tuple(int(s) for s in sample_shape)
-            if tuple(arr.shape[1:]) != sample_shape:
-                size = int(np.prod(sample_shape))
-                if allow_2d_flat and arr.ndim == 2 and arr.shape[1] == size:
-                    arr = arr.reshape((n,) + sample_shape)
-                else:
-                    raise ValueError(f"{name} has sample shape {tuple(arr.shape[1:])}, but this "
-                                     f"model expects token ids of shape {sample_shape}.")
+        arr = _check_samples(arr, sample_shape, name, allow_2d_flat, min_samples, ids=True)
         if arr.dtype.kind == "f":
             if not _all_finite(np.ascontiguousarray(arr)):
                 raise ValueError(f"Input {name} contains NaN or infinity, but the first layer "
