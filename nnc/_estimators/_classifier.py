@@ -352,30 +352,12 @@ class _ClassifierNN:
         """Accuracy of the link outputs P against encoded targets (NaN when P is not finite)."""
         if not np.isfinite(P).all():
             return float("nan")
-        mode = targets.mode
-        pred = _decode(P, mode)
-        if mode == "sigmoid":
-            truth = y[:, 0].astype(np.intp)
-        elif mode == "ovr":
-            truth = np.argmax(y, axis=1)
-        elif mode == "multilabel":
-            truth = y.astype(np.int64)
-        else:
-            truth = y
-        return accuracy(truth, pred, sw)
+        return accuracy(*_truth_and_prediction(P, targets.mode, y), sw)
 
     @staticmethod
     def _hits(P, mode, y):
         """1.0 where the row's prediction is right (every label of it, for multilabel)."""
-        pred = _decode(P, mode)
-        if mode == "sigmoid":
-            truth = y[:, 0].astype(np.intp)
-        elif mode == "ovr":
-            truth = np.argmax(y, axis=1)
-        elif mode == "multilabel":
-            truth = y.astype(np.int64)
-        else:
-            truth = y
+        truth, pred = _truth_and_prediction(P, mode, y)
         hit = truth == pred
         return (hit.all(axis=1) if hit.ndim == 2 else hit).astype(np.float64)
 
@@ -409,6 +391,19 @@ def _ovr_normalise(Z):
         log_sigmoid = np.ascontiguousarray(-np.logaddexp(Z.dtype.type(0), -Z[bad]))
         P[bad] = get_loss("softmax_cross_entropy").link(log_sigmoid)
     return P
+
+
+def _truth_and_prediction(P, mode, y):
+    """(true class indices from the encoded targets y, predicted ones from the outputs P); the
+    0/1 indicator matrices for multilabel."""
+    pred = _decode(P, mode)
+    if mode == "sigmoid":
+        return y[:, 0].astype(np.intp), pred
+    if mode == "ovr":
+        return np.argmax(y, axis=1), pred
+    if mode == "multilabel":
+        return y.astype(np.int64), pred
+    return y, pred
 
 
 def _decode(P, mode):
