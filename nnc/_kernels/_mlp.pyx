@@ -315,6 +315,17 @@ cdef inline void _gather(const floating* X, const floating* Y, const int* labels
         if sw != NULL:
             swb[0] = sw + start
 
+cdef inline int _epoch_end(double* result_out, double total, double loss, double start,
+                           double t, int status) noexcept nogil:
+    """Record where an epoch ended (the loss sum so far, the failing loss or 0, the sample or
+    step it stopped at (-1: it finished), the optimizer's step count) and return `status`."""
+    result_out[RES_TOTAL] = total
+    result_out[RES_LOSS] = loss
+    result_out[RES_START] = start
+    result_out[RES_T] = t
+    return status
+
+
 cdef int _train_epoch(const i64* desc, const floating* slopes, Py_ssize_t L,
                       const floating* X, const floating* Y, const int* labels,
                       const floating* sw, const i64* idx,
@@ -349,11 +360,8 @@ cdef int _train_epoch(const i64* desc, const floating* slopes, Py_ssize_t L,
             for r in range(m):
                 sw_sum_loss += swb[r]
             if not (sw_sum_loss > 0.0 and isfinite(sw_sum_loss)):
-                result_out[RES_TOTAL] = total
-                result_out[RES_LOSS] = sw_sum_loss
-                result_out[RES_START] = <double>start
-                result_out[RES_T] = <double>cfg.t
-                return STATUS_ZERO_WEIGHT_
+                return _epoch_end(result_out, total, sw_sum_loss, start, cfg.t,
+                                  STATUS_ZERO_WEIGHT_)
             sw_sum = <double>_pairwise_sum(swb, m)
         # ---- forward, fused loss + d(logits), L2 term
         Z = _forward(desc, slopes, L, Xb, params, ws, B, m)
@@ -362,11 +370,7 @@ cdef int _train_epoch(const i64* desc, const floating* slopes, Py_ssize_t L,
             batch_loss = batch_loss + alpha * (0.5 * <double>_dot(<blas_int>n_decay, params,
                                                                   params)) / sw_sum
         if not isfinite(batch_loss):
-            result_out[RES_TOTAL] = total
-            result_out[RES_LOSS] = batch_loss
-            result_out[RES_START] = <double>start
-            result_out[RES_T] = <double>cfg.t
-            return STATUS_NONFINITE_
+            return _epoch_end(result_out, total, batch_loss, start, cfg.t, STATUS_NONFINITE_)
         # ---- backward, clipping, one fused optimizer step (L2 fused with decay = alpha / sw)
         _backward(desc, slopes, L, Xb, params, grads, ws, B, m, d0, d1)
         if clip > 0.0:
@@ -377,16 +381,8 @@ cdef int _train_epoch(const i64* desc, const floating* slopes, Py_ssize_t L,
         start += m
         result_out[RES_DONE] = <double>start
         if poll and start < N and nnc_sigint_pending():
-            result_out[RES_TOTAL] = total
-            result_out[RES_LOSS] = 0.0
-            result_out[RES_START] = <double>start
-            result_out[RES_T] = <double>cfg.t
-            return STATUS_INTERRUPTED_
-    result_out[RES_TOTAL] = total
-    result_out[RES_LOSS] = 0.0
-    result_out[RES_START] = -1.0
-    result_out[RES_T] = <double>cfg.t
-    return STATUS_OK_
+            return _epoch_end(result_out, total, 0.0, start, cfg.t, STATUS_INTERRUPTED_)
+    return _epoch_end(result_out, total, 0.0, -1.0, cfg.t, STATUS_OK_)
 
 
 cdef int _train_epoch_synced(const i64* desc, const floating* slopes, Py_ssize_t L,
@@ -437,21 +433,13 @@ cdef int _train_epoch_synced(const i64* desc, const floating* slopes, Py_ssize_t
         grads[P + 1] = 1 if (poll and nnc_sigint_pending()) else 0
         rc = reduce(reduce_ctx, grads, P + 2, is_double)
         if rc != 0:
-            result_out[RES_TOTAL] = total
-            result_out[RES_LOSS] = <double>rc
-            result_out[RES_START] = <double>step
-            result_out[RES_T] = <double>cfg.t
-            return STATUS_COMM_ERROR_
+            return _epoch_end(result_out, total, rc, step, cfg.t, STATUS_COMM_ERROR_)
         batch_loss = <double>grads[P]
         if alpha != 0.0:
             batch_loss = batch_loss + alpha * (0.5 * <double>_dot(<blas_int>n_decay, params,
                                                                   params)) / W
         if not isfinite(batch_loss):
-            result_out[RES_TOTAL] = total
-            result_out[RES_LOSS] = batch_loss
-            result_out[RES_START] = <double>step
-            result_out[RES_T] = <double>cfg.t
-            return STATUS_NONFINITE_
+            return _epoch_end(result_out, total, batch_loss, step, cfg.t, STATUS_NONFINITE_)
         if clip > 0.0:
             _clip_grad_norm(grads, P, clip)
         cfg.decay = alpha / W
@@ -461,16 +449,8 @@ cdef int _train_epoch_synced(const i64* desc, const floating* slopes, Py_ssize_t
         step += 1
         result_out[RES_DONE] = done
         if grads[P + 1] != 0 and step < n_steps:
-            result_out[RES_TOTAL] = total
-            result_out[RES_LOSS] = 0.0
-            result_out[RES_START] = <double>step
-            result_out[RES_T] = <double>cfg.t
-            return STATUS_INTERRUPTED_
-    result_out[RES_TOTAL] = total
-    result_out[RES_LOSS] = 0.0
-    result_out[RES_START] = -1.0
-    result_out[RES_T] = <double>cfg.t
-    return STATUS_OK_
+            return _epoch_end(result_out, total, 0.0, step, cfg.t, STATUS_INTERRUPTED_)
+    return _epoch_end(result_out, total, 0.0, -1.0, cfg.t, STATUS_OK_)
 
 
 # ---------------------------------------------------------------- plan validation
