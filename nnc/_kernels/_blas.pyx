@@ -22,8 +22,9 @@ Without the API (MKL, Accelerate, reference BLAS) the BLAS keeps its own setting
 says so).  BLAS is never called inside a parallel job (_parallel._par_run).
 """
 from libc.limits cimport INT_MAX
+from libc.string cimport memset
 
-from scipy.linalg.cython_blas cimport sgemm, dgemm, saxpy, daxpy, sdot, ddot
+from scipy.linalg.cython_blas cimport sgemm, dgemm, sgemv, dgemv, saxpy, daxpy, sdot, ddot
 
 from nnc._kernels._parallel cimport _par_begin, _par_end, WORK_GEMM, WORK_ELEMENTWISE
 
@@ -121,6 +122,30 @@ cdef inline void _blas_after(int token) noexcept nogil:
         _par_end(token)
 
 
+cdef void _gemv_row(Trans ta, Trans tb, blas_int n, blas_int k, floating alpha,
+                    const floating* A, blas_int lda, const floating* B, blas_int ldb,
+                    floating beta, floating* C) noexcept nogil:
+    """_gemm for one output row (m = 1: a one-row predict) as a GEMV, which packs nothing:
+    one-row MLP predict 8.95-9.0 us against 9.2-9.3 us by GEMM (`python
+    benchmarks/bench_mlp.py --workloads predict --libs nnc`, 1 thread, two runs each).
+    c (n) = alpha * op(B)^T a + beta * c, a = op(A)'s row (stride lda when A is transposed).
+    beta = 0 never reads c (it may hold NaN garbage): c is zeroed first."""
+    cdef char tr = b'N' if tb == NoTrans else b'T'
+    cdef blas_int rows = n if tb == NoTrans else k      # B as the column-major matrix BLAS sees
+    cdef blas_int cols = k if tb == NoTrans else n
+    cdef blas_int inca = lda if ta == Trans_ else 1
+    cdef blas_int one = 1
+    cdef int token
+    if beta == 0:
+        memset(C, 0, <size_t>n * sizeof(floating))
+    token = _blas_before(<double>n * <double>k, False)
+    if floating is float:
+        sgemv(&tr, &rows, &cols, &alpha, <float*>B, &ldb, <float*>A, &inca, &beta, C, &one)
+    else:
+        dgemv(&tr, &rows, &cols, &alpha, <double*>B, &ldb, <double*>A, &inca, &beta, C, &one)
+    _blas_after(token)
+
+
 cdef void _gemm(Trans ta, Trans tb, blas_int m, blas_int n, blas_int k,
                 floating alpha, const floating* A, blas_int lda,
                 const floating* B, blas_int ldb,
@@ -130,6 +155,9 @@ cdef void _gemm(Trans ta, Trans tb, blas_int m, blas_int n, blas_int k,
     cdef char tb_c = b'T' if tb == Trans_ else b'N'
     cdef int token
     if m <= 0 or n <= 0:
+        return
+    if m == 1 and k > 0:
+        _gemv_row(ta, tb, n, k, alpha, A, lda, B, ldb, beta, C)
         return
     token = _blas_before(<double>m * <double>n * <double>k, False)
     if floating is float:

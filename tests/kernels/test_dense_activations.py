@@ -87,11 +87,18 @@ def test_activation_kernels_reject_bad_input():
 
 
 @pytest.mark.parametrize("ta,tb", [(False, False), (True, False), (False, True), (True, True)])
-def test_gemm_matches_numpy(ta, tb, dtype, rng):
-    m, n, k = 5, 3, 4
+@pytest.mark.parametrize("m,n,k", [(5, 3, 4), (1, 7, 6), (1, 1, 9), (1, 6, 1)])
+@pytest.mark.parametrize("beta", [2.0, 0.0])
+def test_gemm_matches_numpy(ta, tb, m, n, k, beta, dtype, rng):
+    """Every transpose case; m = 1 takes the GEMV path, whose beta = 0 must ignore C's
+    contents (NaN garbage in an uninitialised workspace)."""
     A = rng.standard_normal((k, m) if ta else (m, k)).astype(dtype)
     B = rng.standard_normal((n, k) if tb else (k, n)).astype(dtype)
     C = rng.standard_normal((m, n)).astype(dtype)
-    expect = 0.5 * (A.T if ta else A).astype(np.float64) @ (B.T if tb else B) + 2.0 * C
-    _blas.gemm_memview(ta, tb, 0.5, A, B, 2.0, C)
+    expect = 0.5 * (A.T if ta else A).astype(np.float64) @ (B.T if tb else B)
+    if beta:
+        expect += beta * C
+    else:
+        C[...] = np.nan
+    _blas.gemm_memview(ta, tb, 0.5, A, B, beta, C)
     np.testing.assert_allclose(C, expect, rtol=1e-5 if dtype == np.float32 else 1e-12)
