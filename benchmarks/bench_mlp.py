@@ -28,6 +28,7 @@ import os
 import sys
 import time
 import warnings
+from statistics import median
 
 from _harness import spawn_worker, torch_epoch
 
@@ -251,12 +252,6 @@ def _run_worker(lib, workload, args):
     return spawn_worker(__file__, worker_args, args.threads, checkout_first=False)
 
 
-def _median(xs):
-    xs = sorted(xs)
-    k = len(xs) // 2
-    return xs[k] if len(xs) % 2 else 0.5 * (xs[k - 1] + xs[k])
-
-
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--threads", type=int, default=1)
@@ -287,9 +282,9 @@ def main(argv=None):
                 rows.append((workload, lib, r.get("skipped") or r.get("error")))
                 continue
             if workload == "predict":
-                lat, thr = _median(r["latency"]), _median(r["throughput"])
-                ratio_l = lat / _median(base["latency"]) if "latency" in base else float("nan")
-                ratio_t = thr / _median(base["throughput"]) if "throughput" in base else \
+                lat, thr = median(r["latency"]), median(r["throughput"])
+                ratio_l = lat / median(base["latency"]) if "latency" in base else float("nan")
+                ratio_t = thr / median(base["throughput"]) if "throughput" in base else \
                     float("nan")
                 rows.append(("predict 1 row", lib, f"{min(r['latency']) * 1e6:10.2f} us",
                              f"{lat * 1e6:10.2f} us", f"{1 / lat:12,.0f} calls/s",
@@ -298,8 +293,8 @@ def main(argv=None):
                              f"{thr * 1e3:10.2f} ms", f"{1e4 / thr:12,.0f} rows/s",
                              f"{ratio_t:6.2f}x"))
             else:
-                med = _median(r["epoch"])
-                ratio = med / _median(base["epoch"]) if "epoch" in base else float("nan")
+                med = median(r["epoch"])
+                ratio = med / median(base["epoch"]) if "epoch" in base else float("nan")
                 rows.append((workload, lib, f"{min(r['epoch']):10.4f} s", f"{med:10.4f} s",
                              f"{r['n'] / med:12,.0f} samples/s", f"{ratio:6.2f}x"))
     header = ("workload", "library", "min (per epoch/call)", "median", "rate",

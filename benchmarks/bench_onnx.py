@@ -28,6 +28,7 @@ import os
 import sys
 import time
 import warnings
+from statistics import median
 
 from _harness import spawn_worker
 
@@ -106,12 +107,6 @@ def worker(runtime, workload, threads, repeat):
     print(json.dumps({"latency": lat, "big": big, "version": version}))
 
 
-def _median(xs):
-    xs = sorted(xs)
-    k = len(xs) // 2
-    return xs[k] if len(xs) % 2 else 0.5 * (xs[k - 1] + xs[k])
-
-
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--threads", type=int, default=1)
@@ -143,9 +138,9 @@ def main(argv=None):
                     print(f"{workload} {label}".ljust(widths[0]) + name.ljust(widths[1])
                           + r["error"])
                     continue
-                med = _median(r[key])
+                med = median(r[key])
                 base = res["nnc"].get(key)
-                ratio = med / _median(base) if base else float("nan")
+                ratio = med / median(base) if base else float("nan")
                 print("".join(str(c).ljust(wd) for c, wd in zip(
                     (f"{workload} {label}", name, f"{min(r[key]) * scale:.2f} {unit}",
                      f"{med * scale:.2f} {unit}", f"{ratio:.2f}x"), widths)))
